@@ -1,0 +1,68 @@
+"""``AsyncContext``: what a handler sees of its job and of the request that made it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from ._job import HttpContext
+
+T = TypeVar("T")
+
+
+class Headers(Mapping[str, str]):
+    """Case-insensitive, read-only headers; ``getall`` gives every value of a repeated one."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: tuple[tuple[str, str], ...]) -> None:
+        self._items = items
+
+    def __getitem__(self, key: str) -> str:
+        wanted = key.lower()
+        for name, value in self._items:
+            if name == wanted:
+                return value
+        raise KeyError(key)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        seen: set[str] = set()
+        for name, _ in self._items:
+            if name not in seen:
+                seen.add(name)
+                yield name
+
+    def __len__(self) -> int:
+        return len({name for name, _ in self._items})
+
+    def getall(self, key: str) -> list[str]:
+        wanted = key.lower()
+        return [value for name, value in self._items if name == wanted]
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self._items)!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class AsyncContext(Generic[T]):
+    """Passed to every handler. ``request`` is the validated request body."""
+
+    request: T
+    job_id: str
+    job_name: str
+    attempt: int  # 1 on the first run, 2 on the first retry, ...
+    http: HttpContext
+
+    @property
+    def headers(self) -> Headers:
+        return Headers(self.http.headers)
+
+    @property
+    def route_params(self) -> Mapping[str, str]:
+        return self.http.route_params
+
+    @property
+    def query_params(self) -> Mapping[str, tuple[str, ...]]:
+        """Every value of each query key, in order: ``?tag=a&tag=b`` gives ``("a", "b")``."""
+        return self.http.query_params

@@ -1,0 +1,66 @@
+"""Dispatcher: claims jobs from the store as worker credit allows and hands them to workers."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import trio
+
+from ._credits import Credits
+from ._held import HeldJob, HeldJobs
+from .stores._protocol import JobStore
+
+log = logging.getLogger("asyncendpoints_trio.dispatcher")
+
+# How long an idle dispatcher waits on the store before it claims again anyway. The store's
+# wait returns at once on local submits and (Redis) on a wake-up from a peer, so this only
+# bounds the cost of a missed wake-up.
+IDLE_WAIT = 5.0
+
+
+@dataclass(slots=True)
+class DispatcherStats:
+    claims: int = 0
+    empty_claims: int = 0
+    claimed_jobs: int = 0
+
+
+@dataclass(slots=True)
+class Dispatcher:
+    store: JobStore
+    held: HeldJobs
+    credits: Credits
+    send: trio.MemorySendChannel[HeldJob]
+    owner: str
+    lease_ttl: float
+    stats: DispatcherStats = field(default_factory=DispatcherStats)
+    _stopping: bool = False
+    _wait_scope: trio.CancelScope | None = None
+
+    def stop(self) -> None:
+        """Stop claiming. A claim already on its way to the store is allowed to finish, so
+        that the jobs it takes are held (and later released), not stranded until expiry."""
+        self._stopping = True
+        if self._wait_scope is not None:
+            self._wait_scope.cancel()
+
+    async def run(self) -> None:
+        while not self._stopping:
+            with trio.CancelScope() as self._wait_scope:
+                await self.credits.wait_free()
+            if self._stopping:
+                break
+            with trio.CancelScope(shield=True):
+                claimed = await self.store.claim(self.owner, self.credits.free, self.lease_ttl)
+            self.stats.claims += 1
+            if not claimed:
+                self.stats.empty_claims += 1
+                with trio.CancelScope() as self._wait_scope:
+                    await self.store.wait_for_work(IDLE_WAIT)
+                continue
+            self.stats.claimed_jobs += len(claimed)
+            self.credits.take(len(claimed))
+            for item in claimed:
+                # Never blocks: the channel's buffer equals the total credit.
+                self.send.send_nowait(self.held.add(item))

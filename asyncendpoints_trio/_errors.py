@@ -1,0 +1,87 @@
+"""Every exception type the library raises, in one place.
+
+    Exception
+    ├── NonRetryableError ........ raised by handlers: fail the job now, no retries
+    └── AsyncEndpointsError
+        ├── ConfigurationError ... misuse found at setup time (unknown handler, bad option)
+        ├── InvalidTransition .... a job status change the transition table forbids
+        ├── NotAccepting ......... the runtime is not started, or is shutting down (HTTP 503)
+        ├── QueueFull ............ the store holds ``max_queued`` waiting jobs (HTTP 503)
+        ├── IdempotencyConflict .. a key reused with another payload (HTTP 409)
+        └── StoreError ........... anything the backing store reports
+            ├── StoreUnavailable . the store cannot be reached now; retry later (HTTP 503)
+            │   ├── RedisConnectionError  connect/read/write failed or the link was cut
+            │   │   └── RedisTimeoutError  a connect, read or write timed out
+            │   └── PoolTimeout .. no pooled connection became free in time
+            └── RedisReplyError .. the server answered with an error reply (``-ERR ...``)
+
+Backend errors (``OSError``, ``hiredis.ProtocolError``, ``trio.TooSlowError`` ...) are
+translated into these at the store boundary, so callers only ever catch our types.
+"""
+
+from __future__ import annotations
+
+
+class NonRetryableError(Exception):
+    """Raise this (or a subclass) from a handler to fail the job at once, without retries."""
+
+
+class AsyncEndpointsError(Exception):
+    """Base of every error the library itself raises."""
+
+
+class ConfigurationError(AsyncEndpointsError):
+    """The library was set up wrongly; raised at setup time, never while serving."""
+
+
+class InvalidTransition(AsyncEndpointsError):
+    """A job status change that the transition table does not allow."""
+
+
+class NotAccepting(AsyncEndpointsError):
+    """The runtime takes no submissions now: it has not started, or it is shutting down."""
+
+
+class QueueFull(AsyncEndpointsError):
+    """The store already holds the configured maximum of waiting jobs."""
+
+
+class IdempotencyConflict(AsyncEndpointsError):
+    """An idempotency key was reused with a different request."""
+
+    def __init__(self, key: str, job_id: str) -> None:
+        super().__init__(f"idempotency key {key!r} was already used for job {job_id} "
+                         "with a different request")
+        self.key = key
+        self.job_id = job_id
+
+
+class StoreError(AsyncEndpointsError):
+    """The backing store failed."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached right now; the operation may be retried."""
+
+
+class RedisConnectionError(StoreUnavailable):
+    """A Redis connection could not be made, or failed or was cut mid-command."""
+
+
+class RedisTimeoutError(RedisConnectionError):
+    """A Redis connect, read or write did not finish within its timeout."""
+
+
+class PoolTimeout(StoreUnavailable):
+    """No pooled connection became free within the acquire timeout."""
+
+
+class RedisReplyError(StoreError):
+    """Redis answered a command with an error reply.
+
+    ``kind`` is the reply's first word (``ERR``, ``NOSCRIPT``, ``WRONGTYPE`` ...).
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.kind = message.split(" ", 1)[0] if message else "ERR"

@@ -1,0 +1,117 @@
+"""The job record, its statuses and the table of allowed status changes."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import InvalidTransition
+
+
+class JobStatus(enum.StrEnum):
+    """Status names as the .NET original spells them, so JSON clients keep working."""
+
+    QUEUED = "Queued"
+    SCHEDULED = "Scheduled"  # failed, waiting out a retry delay
+    IN_PROGRESS = "InProgress"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CANCELED = "Canceled"
+
+
+TERMINAL: frozenset[JobStatus] = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELED}
+)
+
+# The single source of truth for status changes. Stores call check_transition(); the Redis
+# scripts encode the same table and a test compares them.
+TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.QUEUED: frozenset({JobStatus.IN_PROGRESS, JobStatus.CANCELED}),
+    JobStatus.SCHEDULED: frozenset({JobStatus.QUEUED, JobStatus.CANCELED}),
+    JobStatus.IN_PROGRESS: frozenset(
+        {
+            JobStatus.COMPLETED,
+            JobStatus.FAILED,
+            JobStatus.SCHEDULED,  # failed, will retry after a delay
+            JobStatus.QUEUED,  # released on shutdown, or reclaimed after its lease expired
+            JobStatus.CANCELED,
+        }
+    ),
+    JobStatus.COMPLETED: frozenset(),
+    JobStatus.FAILED: frozenset(),
+    JobStatus.CANCELED: frozenset(),
+}
+
+
+def check_transition(job_id: str, old: JobStatus, new: JobStatus) -> None:
+    if new not in TRANSITIONS[old]:
+        raise InvalidTransition(f"job {job_id}: {old} -> {new} is not allowed")
+
+
+@dataclass(frozen=True, slots=True)
+class HttpContext:
+    """What the HTTP request carried besides its body, kept for the handler.
+
+    Header names are lower-cased; repeated headers and query keys keep every value.
+    """
+
+    headers: tuple[tuple[str, str], ...] = ()
+    route_params: Mapping[str, str] = field(default_factory=dict)
+    query_params: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def to_json_obj(self) -> dict[str, Any]:
+        return {
+            "headers": [list(pair) for pair in self.headers],
+            "routeParams": dict(self.route_params),
+            "queryParams": {k: list(v) for k, v in self.query_params.items()},
+        }
+
+    @classmethod
+    def from_json_obj(cls, obj: Mapping[str, Any]) -> HttpContext:
+        return cls(
+            headers=tuple((str(k), str(v)) for k, v in obj.get("headers", ())),
+            route_params={str(k): str(v) for k, v in obj.get("routeParams", {}).items()},
+            query_params={
+                str(k): tuple(str(x) for x in v) for k, v in obj.get("queryParams", {}).items()
+            },
+        )
+
+
+EMPTY_CONTEXT = HttpContext()
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """An immutable snapshot of one job; stores hand out snapshots, never live records.
+
+    Times are Unix seconds (wall clock) for display; lease deadlines and retry due times
+    are the store's business and live in the store, on the store's clock.
+    """
+
+    id: str
+    name: str
+    status: JobStatus
+    payload: bytes  # the validated request, as JSON
+    max_retries: int
+    created_at: float
+    last_updated_at: float
+    retry_count: int = 0
+    started_at: float | None = None
+    completed_at: float | None = None
+    result: bytes | None = None  # the handler's result, as JSON
+    error: Mapping[str, Any] | None = None
+    context: HttpContext = EMPTY_CONTEXT
+    token: int = 0  # fencing token: grows with every claim
+    owner: str | None = None  # instance holding the lease while InProgress
+    cancel_requested: bool = False
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+    @property
+    def attempt(self) -> int:
+        """1 for the first run, 2 for the first retry, and so on."""
+        return self.retry_count + 1

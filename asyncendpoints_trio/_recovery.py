@@ -1,0 +1,54 @@
+"""Recovery: sweeps the store for expired leases, due retries and expired terminal jobs.
+
+Every instance runs one; the store's ``recover`` is idempotent and bounded, so they never
+fight. When a sweep hits its batch limit, the next one starts at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import trio
+
+from .stores._protocol import JobStore, RecoveryReport
+
+log = logging.getLogger("asyncendpoints_trio.recovery")
+
+
+@dataclass(slots=True)
+class RecoveryStats:
+    sweeps: int = 0
+    reclaimed: int = 0
+    expired_failed: int = 0
+    promoted: int = 0
+    purged: int = 0
+
+
+@dataclass(slots=True)
+class Recovery:
+    store: JobStore
+    interval: float
+    batch: int
+    stats: RecoveryStats = field(default_factory=RecoveryStats)
+
+    async def run(self) -> None:
+        while True:
+            report = await self.sweep_once()
+            full = max(report.reclaimed + report.expired_failed, report.promoted,
+                       report.purged) >= self.batch
+            if not full:
+                await trio.sleep(self.interval)
+
+    async def sweep_once(self) -> RecoveryReport:
+        report = await self.store.recover(limit=self.batch)
+        s = self.stats
+        s.sweeps += 1
+        s.reclaimed += report.reclaimed
+        s.expired_failed += report.expired_failed
+        s.promoted += report.promoted
+        s.purged += report.purged
+        if report.reclaimed or report.expired_failed:
+            log.warning("recovered %d jobs with expired leases (%d of them had no retries left)",
+                        report.reclaimed + report.expired_failed, report.expired_failed)
+        return report

@@ -1,0 +1,220 @@
+"""The runtime: starts the actors in one nursery, wires their channels, drains on shutdown.
+
+    routes --submit--> Intake --(group commit)--> store
+    store --claim--> Dispatcher --HeldJob--> WorkerPool --Outcome--> OutcomeWriter --> store
+    LeaseKeeper renews what HeldJobs holds; Recovery sweeps the store fleet-wide.
+
+Every actor runs under ``supervise``, which restarts it with backoff if it crashes. The
+runtime owns every channel end, so a restarted actor picks up the same channels, and
+closing them is how shutdown travels.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from ._config import EndpointsConfig
+from ._credits import Credits
+from ._dispatcher import Dispatcher
+from ._errors import NotAccepting
+from ._handlers import HandlerRegistry
+from ._held import CancelReason, HeldJob, HeldJobs
+from ._intake import Intake, Reply, Submission
+from ._job import Job, JobStatus
+from ._lease import LeaseKeeper
+from ._outcomes import OutcomeWriter
+from ._recovery import Recovery
+from ._supervisor import ActorHealth, supervise
+from ._worker import WorkerPool
+from .stores._protocol import JobStore, NewJob, Outcome, Submitted
+
+log = logging.getLogger("asyncendpoints_trio.runtime")
+
+
+class Runtime:
+    """Runs handlers for jobs in ``store``. Start it with ``await nursery.start(rt.run)``."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        handlers: HandlerRegistry,
+        config: EndpointsConfig,
+        *,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.handlers = handlers
+        self.config = config
+        self._rng = rng or random.Random()
+        self._submit: trio.MemorySendChannel[Submission] | None = None
+        self._stop = trio.Event()
+        self._stopped = trio.Event()
+        self._started = False
+        self._health: dict[str, ActorHealth] = {}
+        self._actors: dict[str, Any] = {}
+        self.held = HeldJobs()
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def accepting(self) -> bool:
+        return self._submit is not None
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown; ``run`` returns when it is complete."""
+        self._stop.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[Runtime] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        if self._started:
+            raise RuntimeError("a Runtime runs once; make a new one")
+        self._started = True
+        try:
+            await self._run(task_status)
+        finally:
+            self._submit = None
+            self._stopped.set()
+
+    async def _run(self, task_status: trio.TaskStatus[Runtime]) -> None:
+        cfg = self.config
+        total = cfg.concurrency + cfg.prefetch
+        submit_tx, submit_rx = trio.open_memory_channel[Submission](cfg.submit_batch * 4)
+        jobs_tx, jobs_rx = trio.open_memory_channel[HeldJob](total)
+        out_tx, out_rx = trio.open_memory_channel[Outcome](total)
+        credits = Credits(total)
+        owner = cfg.instance_id
+
+        intake = Intake(self.store, submit_rx, cfg.submit_batch, cfg.max_queued)
+        recovery = Recovery(self.store, cfg.recovery_interval, cfg.recovery_batch)
+        dispatcher = Dispatcher(self.store, self.held, credits, jobs_tx, owner, cfg.lease_ttl)
+        pool = WorkerPool(cfg, self.handlers, self.held, credits, jobs_rx, out_tx, self._rng)
+        writer = OutcomeWriter(self.store, self.held, out_rx, cfg.restart_backoff_max)
+        keeper = LeaseKeeper(self.store, self.held, owner, cfg.lease_ttl, cfg.heartbeat_interval)
+        self._actors = {"intake": intake, "recovery": recovery}
+        if cfg.run_workers:
+            self._actors |= {"dispatcher": dispatcher, "workers": pool, "outcomes": writer,
+                             "lease_keeper": keeper}
+
+        async with trio.open_nursery() as nursery:
+            actors: dict[str, _Running] = {}
+            for name, actor in self._actors.items():
+                actors[name] = await nursery.start(self._supervised, name, actor.run)
+            self._submit = submit_tx
+            log.info("runtime %s started: %d workers, store %s", owner,
+                     cfg.concurrency if cfg.run_workers else 0, type(self.store).__name__)
+            task_status.started(self)
+
+            await self._stop.wait()
+            log.info("runtime %s draining", owner)
+            self._submit = None
+            actors["recovery"].scope.cancel()
+            await submit_tx.aclose()
+            await actors["intake"].finish_within(cfg.shutdown_grace)
+            self._refuse_leftovers(submit_rx)
+            if cfg.run_workers:
+                actors["dispatcher"].scope.cancel()
+                await actors["dispatcher"].done.wait()
+                await jobs_tx.aclose()
+                pool.drain()
+                with trio.move_on_after(cfg.shutdown_grace):
+                    await actors["workers"].done.wait()
+                pool.cancel_running()
+                await actors["workers"].done.wait()
+                await out_tx.aclose()
+                await actors["outcomes"].finish_within(cfg.shutdown_grace)
+            nursery.cancel_scope.cancel()
+        log.info("runtime %s stopped", owner)
+
+    @staticmethod
+    def _refuse_leftovers(submit_rx: trio.MemoryReceiveChannel[Submission]) -> None:
+        while True:
+            try:
+                _, reply = submit_rx.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                return
+            reply.set(NotAccepting("the service is shutting down"))
+
+    async def _supervised(
+        self,
+        name: str,
+        actor: Callable[[], Awaitable[None]],
+        *,
+        task_status: trio.TaskStatus[_Running],
+    ) -> None:
+        running = _Running(trio.CancelScope(), trio.Event())
+        health = self._health[name] = ActorHealth()
+        try:
+            with running.scope:
+                task_status.started(running)
+                await supervise(name, actor, health, backoff_cap=self.config.restart_backoff_max)
+        finally:
+            health.state = "stopped"
+            running.done.set()
+
+    # ---- what routes call -----------------------------------------------------------------
+
+    async def submit(self, new: NewJob) -> Submitted:
+        """Store one job (group-committed with concurrent submits); raise its error if any."""
+        if self._submit is None:
+            raise NotAccepting("the job runtime is not running")
+        reply = Reply()
+        try:
+            await self._submit.send((new, reply))
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise NotAccepting("the service is shutting down") from None
+        answer = await reply.wait()
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    async def get(self, job_id: str) -> Job | None:
+        return await self.store.get(job_id)
+
+    async def wait_for_terminal(self, job_id: str, timeout: float) -> Job | None:
+        return await self.store.wait_for_terminal(job_id, timeout)
+
+    async def cancel(self, job_id: str) -> Job | None:
+        job = await self.store.cancel(job_id)
+        if job is not None and job.status is JobStatus.IN_PROGRESS:
+            # Our own job: stop it now. A peer's job: its lease keeper hears on renewal.
+            self.held.cancel(job_id, CancelReason.USER)
+        return job
+
+    # ---- observability ----------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "accepting": self.accepting,
+            "actors": {name: dataclasses.asdict(h) for name, h in self._health.items()},
+        }
+
+    def statistics(self) -> dict[str, Any]:
+        stats: dict[str, Any] = {
+            name: dataclasses.asdict(actor.stats) for name, actor in self._actors.items()
+        }
+        stats["held_jobs"] = len(self.held)
+        stats["store"] = dict(self.store.statistics())
+        return stats
+
+
+@dataclasses.dataclass(slots=True)
+class _Running:
+    scope: trio.CancelScope
+    done: trio.Event
+
+    async def finish_within(self, seconds: float) -> None:
+        """Let the actor end by itself (its input is closed); past ``seconds``, stop it."""
+        with trio.move_on_after(seconds):
+            await self.done.wait()
+        self.scope.cancel()
+        await self.done.wait()

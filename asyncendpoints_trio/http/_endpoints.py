@@ -1,0 +1,200 @@
+"""``AsyncEndpoints``: the public face. Mount it on a Quart-Trio app, register handlers,
+map routes; the job runtime starts and stops with the app's serving lifecycle."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import orjson
+from quart import Quart, Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from .._config import EndpointsConfig
+from .._errors import ConfigurationError, NotAccepting
+from .._handlers import HandlerRegistry, make_spec
+from .._job import Job
+from .._retry import RetryPolicy
+from .._runtime import Runtime
+from ..stores._memory import MemoryStore
+from ..stores._protocol import JobStore, NewJob, Submitted
+from ._jobs import make_job_view
+from ._openapi import RouteInfo, build_openapi
+from ._problems import problem
+from ._submit import PreQueueHook, make_submit_view
+
+F = TypeVar("F")
+
+EXTENSION_KEY = "asyncendpoints_trio"
+_PREFIX = "asyncendpoints"
+_UUID_CONVERTER = re.compile(r"<uuid:([^<>]+)>")
+
+
+class AsyncEndpoints:
+    """Asynchronous request-reply endpoints for one Quart-Trio app.
+
+    ``store`` defaults to a ``MemoryStore``; ``config`` to ``EndpointsConfig()``.
+    """
+
+    def __init__(
+        self,
+        app: Quart | None = None,
+        *,
+        store: JobStore | None = None,
+        config: EndpointsConfig | None = None,
+        openapi_path: str | None = "/openapi.json",
+        title: str = "asyncendpoints-trio API",
+    ) -> None:
+        self.config = config or EndpointsConfig()
+        self.store: JobStore = store or MemoryStore(retention=self.config.retention)
+        self.handlers = HandlerRegistry()
+        self.runtime: Runtime | None = None
+        self.job_endpoint: str | None = None
+        self._job_rule: str | None = None
+        self._routes: list[RouteInfo] = []
+        self._openapi_path = openapi_path
+        self._title = title
+        self._openapi: bytes | None = None
+        self.app: Quart | None = None
+        if app is not None:
+            self.init_app(app)
+
+    # ---- setup --------------------------------------------------------------------------
+
+    def init_app(self, app: Quart) -> None:
+        if not isinstance(app, QuartTrio):
+            raise ConfigurationError(
+                "AsyncEndpoints needs a quart_trio.QuartTrio app (the runtime runs on Trio)"
+            )
+        if EXTENSION_KEY in app.extensions:
+            raise ConfigurationError("this app has an AsyncEndpoints already")
+        self.app = app
+        app.extensions[EXTENSION_KEY] = self
+        app.before_serving(self._start)
+        app.after_serving(self._stop)
+        app.register_error_handler(HTTPException, self._http_error)
+        if self._openapi_path is not None:
+            app.add_url_rule(self._openapi_path, f"{_PREFIX}.openapi", self._openapi_view,
+                             methods=["GET"])
+
+    def handler(
+        self,
+        name: str,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+        request_type: Any = None,
+        result_type: Any = None,
+    ) -> Callable[[F], F]:
+        """Register the decorated coroutine (or class with ``async def handle``) for ``name``."""
+
+        def register(handler: F) -> F:
+            self.register(name, handler, retry=retry, timeout=timeout,
+                          request_type=request_type, result_type=result_type)
+            return handler
+
+        return register
+
+    def register(self, name: str, handler: Any, **options: Any) -> None:
+        self.handlers.add(make_spec(name, handler, **options))
+        self._openapi = None
+
+    def map_async_post(self, name: str, rule: str, *, hook: PreQueueHook | None = None) -> None:
+        self._map("POST", name, rule, hook)
+
+    def map_async_put(self, name: str, rule: str, *, hook: PreQueueHook | None = None) -> None:
+        self._map("PUT", name, rule, hook)
+
+    def map_async_patch(self, name: str, rule: str, *, hook: PreQueueHook | None = None) -> None:
+        self._map("PATCH", name, rule, hook)
+
+    def map_async_delete(self, name: str, rule: str, *, hook: PreQueueHook | None = None) -> None:
+        self._map("DELETE", name, rule, hook)
+
+    def _map(self, method: str, name: str, rule: str, hook: PreQueueHook | None) -> None:
+        app = self._require_app()
+        spec = self.handlers.require(name)  # unknown job names fail here, at setup
+        endpoint = f"{_PREFIX}.{name}.{method.lower()}.{len(self._routes)}"
+        app.add_url_rule(rule, endpoint, make_submit_view(self, name, hook), methods=[method])
+        self._routes.append(RouteInfo(method, rule, spec))
+        self._openapi = None
+
+    def map_job_details(self, rule: str = "/jobs/<uuid:job_id>") -> None:
+        """``GET`` reads a job (``?wait=SECONDS`` long-polls), ``DELETE`` cancels it."""
+        app = self._require_app()
+        if "job_id" not in rule:
+            raise ConfigurationError(f"the job rule {rule!r} needs a <job_id> part")
+        if self.job_endpoint is not None:
+            raise ConfigurationError("map_job_details was called already")
+        view = make_job_view(self)
+        self.job_endpoint = f"{_PREFIX}.job"
+        app.add_url_rule(rule, self.job_endpoint, view, methods=["GET", "DELETE"])
+        if _UUID_CONVERTER.search(rule):
+            # Without this, a malformed id would match no rule and get Quart's HTML 404.
+            loose = _UUID_CONVERTER.sub(r"<\1>", rule)
+            app.add_url_rule(loose, f"{_PREFIX}.job_any", view, methods=["GET", "DELETE"])
+        self._job_rule = rule
+        self._openapi = None
+
+    def _require_app(self) -> Quart:
+        if self.app is None:
+            raise ConfigurationError("call init_app(app) before mapping routes")
+        return self.app
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        app = self._require_app()
+        # Quart gives background tasks this long after the server stops; our drain needs
+        # the grace period plus time to write outcomes.
+        need = self.config.shutdown_grace + 5.0
+        current = app.config.get("BACKGROUND_TASK_SHUTDOWN_TIMEOUT")
+        if current is None or current < need:
+            app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = need
+        self.runtime = Runtime(self.store, self.handlers, self.config)
+        await app.nursery.start(self.runtime.run)  # type: ignore[attr-defined]
+
+    async def _stop(self) -> None:
+        if self.runtime is not None:
+            self.runtime.stop()
+            await self.runtime.wait_stopped()
+
+    # ---- used by the routes ----------------------------------------------------------------
+
+    async def submit(self, new: NewJob) -> Submitted:
+        if self.runtime is None:
+            raise NotAccepting("the job runtime has not started (is the app serving?)")
+        return await self.runtime.submit(new)
+
+    async def cancel(self, job_id: str) -> Job | None:
+        if self.runtime is None:
+            return await self.store.cancel(job_id)
+        return await self.runtime.cancel(job_id)
+
+    def statistics(self) -> dict[str, Any]:
+        if self.runtime is None:
+            return {"store": dict(self.store.statistics())}
+        return self.runtime.statistics()
+
+    # ---- views -------------------------------------------------------------------------
+
+    async def _openapi_view(self) -> Response:
+        if self._openapi is None:
+            self._openapi = orjson.dumps(build_openapi(self._title, self._routes, self._job_rule))
+        return Response(self._openapi, content_type="application/json")
+
+    async def _http_error(self, exc: HTTPException) -> Any:
+        rule = request.url_rule
+        if rule is not None and (rule.endpoint or "").startswith(_PREFIX + "."):
+            return problem(exc.code or 500, exc.description, code=type(exc).__name__)
+        return exc
+
+
+def endpoints_of(app: Quart) -> AsyncEndpoints:
+    """The ``AsyncEndpoints`` mounted on ``app`` (used by the CLI)."""
+    found = app.extensions.get(EXTENSION_KEY)
+    if not isinstance(found, AsyncEndpoints):
+        raise ConfigurationError("this app has no AsyncEndpoints mounted")
+    return found

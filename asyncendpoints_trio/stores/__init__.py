@@ -1,0 +1,4 @@
+"""Job stores: ``MemoryStore`` (embedded default) and, with Redis, ``RedisStore``."""
+
+from ._memory import MemoryStore as MemoryStore
+from ._protocol import JobStore as JobStore

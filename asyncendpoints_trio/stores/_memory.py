@@ -1,0 +1,352 @@
+"""``MemoryStore``: the embedded default, for development, tests and single-process services.
+
+It keeps the same promises as the Redis store (leases, fencing tokens, expiry, retention,
+idempotency) so that code tested here behaves the same in production. Deadlines run on Trio's
+clock, so tests drive lease expiry, retry delays and retention with ``MockClock``.
+
+Every public method finishes its change without awaiting in between, which is what makes
+each one atomic under Trio's cooperative scheduling.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import trio
+
+from .._error_info import error_from_message
+from .._errors import IdempotencyConflict, QueueFull
+from .._job import TERMINAL, Job, JobStatus, check_transition
+from ._protocol import (
+    AckCancel,
+    Claimed,
+    Complete,
+    Fail,
+    HeartbeatReply,
+    Lease,
+    NewJob,
+    Outcome,
+    RecoveryReport,
+    Release,
+    Submitted,
+)
+
+_S = JobStatus
+
+
+class MemoryStore:
+    def __init__(
+        self,
+        *,
+        retention: float = 3600.0,
+        clock: Callable[[], float] = trio.current_time,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``retention``: seconds a terminal job (and its idempotency key) is kept."""
+        self.retention = retention
+        self._now = clock
+        self._wall = wall_clock
+        self._jobs: dict[str, Job] = {}
+        # Lazy-deletion queues: an entry is skipped when the job moved on since it was pushed.
+        self._queue: deque[str] = deque()
+        self._scheduled: list[tuple[float, int, str, int]] = []  # (due, seq, id, retry_count)
+        self._leases: list[tuple[float, int, str, int]] = []  # (deadline, seq, id, token)
+        self._deadline: dict[str, float] = {}  # current lease deadline of each held job
+        self._retention: list[tuple[float, str]] = []
+        self._idempotency: dict[str, tuple[str, str]] = {}  # key -> (job id, fingerprint)
+        self._key_of: dict[str, str] = {}  # job id -> its idempotency key
+        self._terminal_events: dict[str, trio.Event] = {}
+        self._work = trio.Event()
+        self._seq = 0
+        self._counts: Counter[JobStatus] = Counter()
+        self._fenced = 0
+
+    # ---- internal bookkeeping ------------------------------------------------------------
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _put(self, old: Job | None, new: Job) -> None:
+        if old is not None:
+            check_transition(new.id, old.status, new.status)
+            self._counts[old.status] -= 1
+        self._counts[new.status] += 1
+        self._jobs[new.id] = new
+        if new.status in TERMINAL:
+            self._deadline.pop(new.id, None)
+            heapq.heappush(self._retention, (self._now() + self.retention, new.id))
+            event = self._terminal_events.pop(new.id, None)
+            if event is not None:
+                event.set()
+
+    def _wake_workers(self) -> None:
+        self._work.set()
+        self._work = trio.Event()
+
+    def _enqueue(self, job_id: str, *, front: bool = False) -> None:
+        if front:
+            self._queue.appendleft(job_id)
+        else:
+            self._queue.append(job_id)
+        self._wake_workers()
+
+    def _holds(self, lease: Lease) -> Job | None:
+        job = self._jobs.get(lease.job_id)
+        if job is None or job.status is not _S.IN_PROGRESS or job.token != lease.token:
+            self._fenced += 1
+            return None
+        return job
+
+    def _promote_due(self, now: float, limit: int) -> int:
+        promoted = 0
+        while self._scheduled and self._scheduled[0][0] <= now and promoted < limit:
+            _, _, job_id, retry_count = heapq.heappop(self._scheduled)
+            job = self._jobs.get(job_id)
+            if job is None or job.status is not _S.SCHEDULED or job.retry_count != retry_count:
+                continue
+            self._put(job, replace(job, status=_S.QUEUED, last_updated_at=self._wall()))
+            self._enqueue(job_id)
+            promoted += 1
+        return promoted
+
+    def _purge(self, now: float, limit: int) -> int:
+        purged = 0
+        while self._retention and self._retention[0][0] <= now and purged < limit:
+            _, job_id = heapq.heappop(self._retention)
+            job = self._jobs.pop(job_id, None)
+            if job is None:
+                continue
+            self._counts[job.status] -= 1
+            key = self._key_of.pop(job_id, None)
+            if key is not None:
+                self._idempotency.pop(key, None)
+            purged += 1
+        return purged
+
+    # ---- the store contract --------------------------------------------------------------
+
+    async def submit(
+        self, jobs: Sequence[NewJob], *, max_queued: int | None = None
+    ) -> list[Submitted | Exception]:
+        await trio.lowlevel.checkpoint()
+        now = self._now()
+        self._purge(now, limit=len(jobs) * 2 + 16)
+        wall = self._wall()
+        answers: list[Submitted | Exception] = []
+        for new in jobs:
+            if new.idempotency_key is not None:
+                seen = self._idempotency.get(new.idempotency_key)
+                if seen is not None:
+                    job_id, fingerprint = seen
+                    if fingerprint != new.fingerprint:
+                        answers.append(IdempotencyConflict(new.idempotency_key, job_id))
+                    else:
+                        answers.append(Submitted(self._jobs[job_id], created=False))
+                    continue
+            if new.id in self._jobs:
+                answers.append(IdempotencyConflict(new.id, new.id))
+                continue
+            if max_queued is not None and self._counts[_S.QUEUED] >= max_queued:
+                answers.append(QueueFull(f"the queue holds {max_queued} jobs"))
+                continue
+            job = Job(
+                id=new.id,
+                name=new.name,
+                status=_S.QUEUED,
+                payload=new.payload,
+                max_retries=new.max_retries,
+                created_at=wall,
+                last_updated_at=wall,
+                context=new.context,
+            )
+            self._put(None, job)
+            if new.idempotency_key is not None:
+                self._idempotency[new.idempotency_key] = (job.id, new.fingerprint)
+                self._key_of[job.id] = new.idempotency_key
+            self._queue.append(job.id)
+            answers.append(Submitted(job, created=True))
+        if any(isinstance(a, Submitted) and a.created for a in answers):
+            self._wake_workers()
+        return answers
+
+    async def get(self, job_id: str) -> Job | None:
+        await trio.lowlevel.checkpoint()
+        return self._jobs.get(job_id)
+
+    async def claim(self, owner: str, limit: int, lease_ttl: float) -> list[Claimed]:
+        await trio.lowlevel.checkpoint()
+        now = self._now()
+        self._promote_due(now, limit=max(limit, 64))
+        wall = self._wall()
+        claimed: list[Claimed] = []
+        while self._queue and len(claimed) < limit:
+            job_id = self._queue.popleft()
+            job = self._jobs.get(job_id)
+            if job is None or job.status is not _S.QUEUED:
+                continue
+            new = replace(
+                job,
+                status=_S.IN_PROGRESS,
+                token=job.token + 1,
+                owner=owner,
+                started_at=wall,
+                last_updated_at=wall,
+            )
+            self._put(job, new)
+            deadline = now + lease_ttl
+            self._deadline[job_id] = deadline
+            heapq.heappush(self._leases, (deadline, self._next_seq(), job_id, new.token))
+            claimed.append(Claimed(new, Lease(job_id, new.token)))
+        return claimed
+
+    async def wait_for_work(self, timeout: float) -> None:
+        if self._counts[_S.QUEUED] > 0 or (
+            self._scheduled and self._scheduled[0][0] <= self._now()
+        ):
+            await trio.lowlevel.checkpoint()
+            return
+        deadline = self._now() + timeout
+        if self._scheduled:
+            deadline = min(deadline, self._scheduled[0][0])
+        with trio.move_on_at(deadline):
+            await self._work.wait()
+
+    async def heartbeat(
+        self, owner: str, leases: Sequence[Lease], lease_ttl: float
+    ) -> HeartbeatReply:
+        await trio.lowlevel.checkpoint()
+        deadline = self._now() + lease_ttl
+        lost: set[str] = set()
+        cancel: set[str] = set()
+        for lease in leases:
+            job = self._holds(lease)
+            if job is None or job.owner != owner:
+                lost.add(lease.job_id)
+                continue
+            self._deadline[lease.job_id] = deadline
+            heapq.heappush(self._leases, (deadline, self._next_seq(), lease.job_id, lease.token))
+            if job.cancel_requested:
+                cancel.add(lease.job_id)
+        return HeartbeatReply(lost=frozenset(lost), cancel_requested=frozenset(cancel))
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        await trio.lowlevel.checkpoint()
+        now = self._now()
+        wall = self._wall()
+        applied: list[bool] = []
+        for outcome in outcomes:
+            job = self._holds(outcome.lease)
+            if job is None:
+                applied.append(False)
+                continue
+            applied.append(True)
+            base = replace(job, owner=None, last_updated_at=wall)
+            self._deadline.pop(job.id, None)
+            if isinstance(outcome, Complete):
+                self._put(job, replace(base, status=_S.COMPLETED, result=outcome.result,
+                                       completed_at=wall))
+            elif isinstance(outcome, AckCancel) or job.cancel_requested:
+                # A cancel request outranks a retry or a release: the user asked for it.
+                self._put(job, replace(base, status=_S.CANCELED, completed_at=wall,
+                                       error=getattr(outcome, "error", None) or base.error))
+            elif isinstance(outcome, Fail):
+                if outcome.retry_delay is None:
+                    self._put(job, replace(base, status=_S.FAILED, error=outcome.error,
+                                           completed_at=wall))
+                else:
+                    retry_count = job.retry_count + 1
+                    self._put(job, replace(base, status=_S.SCHEDULED, error=outcome.error,
+                                           retry_count=retry_count))
+                    heapq.heappush(
+                        self._scheduled,
+                        (now + outcome.retry_delay, self._next_seq(), job.id, retry_count),
+                    )
+                    self._wake_workers()
+            else:
+                assert isinstance(outcome, Release)
+                self._put(job, replace(base, status=_S.QUEUED))
+                self._enqueue(job.id, front=True)
+        return applied
+
+    async def cancel(self, job_id: str) -> Job | None:
+        await trio.lowlevel.checkpoint()
+        job = self._jobs.get(job_id)
+        if job is None or job.status in TERMINAL:
+            return job
+        wall = self._wall()
+        if job.status is _S.IN_PROGRESS:
+            new = replace(job, cancel_requested=True, last_updated_at=wall)
+            self._jobs[job_id] = new
+            return new
+        new = replace(job, status=_S.CANCELED, completed_at=wall, last_updated_at=wall)
+        self._put(job, new)
+        return new
+
+    async def wait_for_terminal(self, job_id: str, timeout: float) -> Job | None:
+        job = self._jobs.get(job_id)
+        if job is None or job.status in TERMINAL or timeout <= 0:
+            await trio.lowlevel.checkpoint()
+            return job
+        event = self._terminal_events.setdefault(job_id, trio.Event())
+        with trio.move_on_after(timeout):
+            await event.wait()
+        return self._jobs.get(job_id)
+
+    async def recover(self, *, limit: int) -> RecoveryReport:
+        await trio.lowlevel.checkpoint()
+        now = self._now()
+        wall = self._wall()
+        reclaimed = failed = 0
+        while self._leases and self._leases[0][0] <= now and reclaimed + failed < limit:
+            deadline, _, job_id, token = heapq.heappop(self._leases)
+            job = self._jobs.get(job_id)
+            if (
+                job is None
+                or job.status is not _S.IN_PROGRESS
+                or job.token != token
+                or self._deadline.get(job_id) != deadline
+            ):
+                continue  # renewed, finished or reclaimed since this entry was pushed
+            base = replace(job, owner=None, last_updated_at=wall)
+            if job.cancel_requested:
+                self._put(job, replace(base, status=_S.CANCELED, completed_at=wall))
+                failed += 1
+            elif job.retry_count < job.max_retries:
+                error = error_from_message(
+                    "LeaseExpired", "the instance running this job stopped renewing its lease"
+                )
+                self._put(job, replace(base, status=_S.QUEUED, retry_count=job.retry_count + 1,
+                                       error=error))
+                self._enqueue(job_id, front=True)
+                reclaimed += 1
+            else:
+                error = error_from_message(
+                    "LeaseExpired",
+                    "the instance running this job stopped renewing its lease, "
+                    "and no retries were left",
+                )
+                self._put(job, replace(base, status=_S.FAILED, error=error, completed_at=wall))
+                failed += 1
+        promoted = self._promote_due(now, limit)
+        purged = self._purge(now, limit)
+        return RecoveryReport(
+            reclaimed=reclaimed, expired_failed=failed, promoted=promoted, purged=purged
+        )
+
+    async def aclose(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    def statistics(self) -> Mapping[str, Any]:
+        return {
+            "jobs": len(self._jobs),
+            "by_status": {status.value: self._counts[status] for status in JobStatus},
+            "held_leases": len(self._deadline),
+            "idempotency_keys": len(self._idempotency),
+            "fenced_writes": self._fenced,
+        }

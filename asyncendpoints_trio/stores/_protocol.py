@@ -1,0 +1,155 @@
+"""The store contract. ``MemoryStore`` and ``RedisStore`` implement it; one test suite checks both.
+
+Every method is one atomic step on the store: a job is never seen half-changed. Times passed
+in are *durations*; each store turns them into deadlines on its own clock (Trio's clock for
+``MemoryStore``, the Redis server's ``TIME`` for ``RedisStore``), so no caller's clock ever
+decides when a lease expires.
+
+Writes that belong to a running job carry its ``Lease``; the store refuses them (returns
+``False``) when the job's fencing token moved on, i.e. when the lease was lost and the job
+was reclaimed by someone else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from .._job import EMPTY_CONTEXT, HttpContext, Job
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    id: str
+    name: str
+    payload: bytes
+    max_retries: int
+    context: HttpContext = EMPTY_CONTEXT
+    idempotency_key: str | None = None
+    # Hash of (name, payload): the same key with another fingerprint is a conflict.
+    fingerprint: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    job_id: str
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    job: Job
+    lease: Lease
+
+
+@dataclass(frozen=True, slots=True)
+class Complete:
+    lease: Lease
+    result: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    """A failed attempt. With ``retry_delay`` set the job is ``Scheduled`` for another try
+    (its ``retryCount`` grows); with ``None`` it is ``Failed`` for good."""
+
+    lease: Lease
+    error: Mapping[str, Any]
+    retry_delay: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Hand a job back to the queue without charging an attempt (graceful shutdown)."""
+
+    lease: Lease
+
+
+@dataclass(frozen=True, slots=True)
+class AckCancel:
+    """The handler of a job whose cancellation was requested has stopped: ``Canceled``."""
+
+    lease: Lease
+
+
+Outcome = Complete | Fail | Release | AckCancel
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    job: Job
+    created: bool  # False: an idempotency key matched an existing job
+
+
+@dataclass(frozen=True, slots=True)
+class HeartbeatReply:
+    lost: frozenset[str] = frozenset()  # leases the store refused: stop those handlers
+    cancel_requested: frozenset[str] = frozenset()  # still held, but cancellation was asked
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    reclaimed: int = 0  # expired leases put back in the queue
+    expired_failed: int = 0  # expired leases whose job had no retries left
+    promoted: int = 0  # Scheduled jobs whose delay ended
+    purged: int = 0  # terminal jobs past their retention
+    extra: Mapping[str, int] = field(default_factory=dict)
+
+
+@runtime_checkable
+class JobStore(Protocol):
+    async def submit(
+        self, jobs: Sequence[NewJob], *, max_queued: int | None = None
+    ) -> list[Submitted | Exception]:
+        """Store new jobs as ``Queued`` in one step, in order.
+
+        Per job the answer is ``Submitted``, or the exception for that job alone:
+        ``IdempotencyConflict`` or ``QueueFull``. Store failures raise for the whole batch.
+        """
+        ...
+
+    async def get(self, job_id: str) -> Job | None: ...
+
+    async def claim(self, owner: str, limit: int, lease_ttl: float) -> list[Claimed]:
+        """Move up to ``limit`` queued jobs to ``InProgress`` under leases held by ``owner``.
+
+        Each claim increments the job's fencing token. Oldest jobs first.
+        """
+        ...
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when there may be work to claim, or after ``timeout`` seconds.
+
+        Spurious returns are allowed; callers claim and wait again.
+        """
+        ...
+
+    async def heartbeat(
+        self, owner: str, leases: Sequence[Lease], lease_ttl: float
+    ) -> HeartbeatReply:
+        """Extend every lease in one step; report the lost ones and the cancel requests."""
+        ...
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        """Apply outcomes in one step; ``False`` where the lease no longer held (fenced)."""
+        ...
+
+    async def cancel(self, job_id: str) -> Job | None:
+        """Cancel a job: at once if it waits, by request if it runs. ``None``: no such job."""
+        ...
+
+    async def wait_for_terminal(self, job_id: str, timeout: float) -> Job | None:
+        """The job once terminal, or as it stands after ``timeout`` seconds."""
+        ...
+
+    async def recover(self, *, limit: int) -> RecoveryReport:
+        """Reclaim expired leases, promote due retries, purge expired terminal jobs.
+
+        Bounded by ``limit`` per kind, idempotent, and safe to run on every instance at once.
+        """
+        ...
+
+    async def aclose(self) -> None: ...
+
+    def statistics(self) -> Mapping[str, Any]: ...
