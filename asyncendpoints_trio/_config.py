@@ -47,8 +47,8 @@ class EndpointsConfig:
     max_body_size: int = 1024 * 1024  # bytes; larger bodies answer 413
     max_wait: float = 30.0  # cap for ?wait= long-polls, seconds
     retry_after: int = 1  # seconds, sent in Retry-After with 202 and 503 answers
-    persist_sensitive_headers: frozenset[str] = frozenset()  # lower-case names to keep anyway
-    job_path_prefix: str = ""  # prefix of Location; derived from map_job_details when empty
+    sensitive_headers: frozenset[str] = SENSITIVE_HEADERS  # never stored with a job
+    persist_sensitive_headers: frozenset[str] = frozenset()  # names to keep all the same
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -75,5 +75,6 @@ class EndpointsConfig:
             raise ConfigurationError("submit_batch, max_body_size must be >= 1; max_wait >= 0")
         if self.default_timeout is not None and self.default_timeout <= 0:
             raise ConfigurationError("default_timeout must be > 0 or None")
-        lowered = frozenset(h.lower() for h in self.persist_sensitive_headers)
-        object.__setattr__(self, "persist_sensitive_headers", lowered)
+        for name in ("sensitive_headers", "persist_sensitive_headers"):
+            lowered = frozenset(h.lower() for h in getattr(self, name))
+            object.__setattr__(self, name, lowered)

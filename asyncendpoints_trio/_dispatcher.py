@@ -35,29 +35,20 @@ class Dispatcher:
     owner: str
     lease_ttl: float
     stats: DispatcherStats = field(default_factory=DispatcherStats)
-    _stopping: bool = False
-    _wait_scope: trio.CancelScope | None = None
-
-    def stop(self) -> None:
-        """Stop claiming. A claim already on its way to the store is allowed to finish, so
-        that the jobs it takes are held (and later released), not stranded until expiry."""
-        self._stopping = True
-        if self._wait_scope is not None:
-            self._wait_scope.cancel()
 
     async def run(self) -> None:
-        while not self._stopping:
-            with trio.CancelScope() as self._wait_scope:
-                await self.credits.wait_free()
-            if self._stopping:
-                break
+        """Runs until cancelled; that is how the runtime stops claiming."""
+        while True:
+            await self.credits.wait_free()
+            # Shielded: a claim on its way to the store finishes even when we are stopped,
+            # so the jobs it took are held here (and released on drain), not stranded
+            # until their leases expire. The store's own timeouts bound it.
             with trio.CancelScope(shield=True):
                 claimed = await self.store.claim(self.owner, self.credits.free, self.lease_ttl)
             self.stats.claims += 1
             if not claimed:
                 self.stats.empty_claims += 1
-                with trio.CancelScope() as self._wait_scope:
-                    await self.store.wait_for_work(IDLE_WAIT)
+                await self.store.wait_for_work(IDLE_WAIT)
                 continue
             self.stats.claimed_jobs += len(claimed)
             self.credits.take(len(claimed))

@@ -50,6 +50,11 @@ class HeldJobs:
         self._jobs: dict[str, HeldJob] = {}
 
     def add(self, claimed: Claimed) -> HeldJob:
+        old = self._jobs.get(claimed.job.id)
+        if old is not None:
+            # We claimed a job we still hold under an older token: that lease was lost
+            # (reclaimed, released by someone else) and our earlier run must stop.
+            old.cancel(CancelReason.LEASE_LOST)
         held = HeldJob(claimed, renewed_at=trio.current_time())
         self._jobs[claimed.job.id] = held
         return held

@@ -36,6 +36,10 @@ from .stores._protocol import JobStore, NewJob, Outcome, Submitted
 
 log = logging.getLogger("asyncendpoints_trio.runtime")
 
+# After the handlers have stopped, how long the outcome writer may take to store what they
+# left. Past it, unwritten jobs keep their leases until expiry and are reclaimed then.
+OUTCOME_FLUSH = 5.0
+
 
 class Runtime:
     """Runs handlers for jobs in ``store``. Start it with ``await nursery.start(rt.run)``."""
@@ -115,23 +119,26 @@ class Runtime:
             task_status.started(self)
 
             await self._stop.wait()
-            log.info("runtime %s draining", owner)
+            # One deadline for the whole drain, so that it ends within shutdown_grace
+            # plus OUTCOME_FLUSH, whatever state each actor is in.
+            deadline = trio.current_time() + cfg.shutdown_grace
+            log.info("runtime %s draining (grace %.1fs)", owner, cfg.shutdown_grace)
             self._submit = None
             actors["recovery"].scope.cancel()
             await submit_tx.aclose()
-            await actors["intake"].finish_within(cfg.shutdown_grace)
+            await actors["intake"].finish_by(deadline)
             self._refuse_leftovers(submit_rx)
             if cfg.run_workers:
                 actors["dispatcher"].scope.cancel()
                 await actors["dispatcher"].done.wait()
                 await jobs_tx.aclose()
                 pool.drain()
-                with trio.move_on_after(cfg.shutdown_grace):
+                with trio.move_on_at(deadline):
                     await actors["workers"].done.wait()
                 pool.cancel_running()
                 await actors["workers"].done.wait()
                 await out_tx.aclose()
-                await actors["outcomes"].finish_within(cfg.shutdown_grace)
+                await actors["outcomes"].finish_by(trio.current_time() + OUTCOME_FLUSH)
             nursery.cancel_scope.cancel()
         log.info("runtime %s stopped", owner)
 
@@ -212,9 +219,9 @@ class _Running:
     scope: trio.CancelScope
     done: trio.Event
 
-    async def finish_within(self, seconds: float) -> None:
-        """Let the actor end by itself (its input is closed); past ``seconds``, stop it."""
-        with trio.move_on_after(seconds):
+    async def finish_by(self, deadline: float) -> None:
+        """Let the actor end by itself (its input is closed); past ``deadline``, stop it."""
+        with trio.move_on_at(deadline):
             await self.done.wait()
         self.scope.cancel()
         await self.done.wait()

@@ -51,15 +51,15 @@ class WorkerPool:
     rng: random.Random = field(default_factory=random.Random)
     stats: WorkerStats = field(default_factory=WorkerStats)
     _draining: bool = False
+    _running: set[HeldJob] = field(default_factory=set)
 
     def drain(self) -> None:
         """Shutdown began: jobs not started yet go back to the queue unrun."""
         self._draining = True
 
     def cancel_running(self) -> None:
-        for held in self.held:
-            if held.scope is not None:
-                held.cancel(CancelReason.SHUTDOWN)
+        for held in list(self._running):
+            held.cancel(CancelReason.SHUTDOWN)
 
     async def run(self) -> None:
         """Returns once the job channel is closed and every handler has ended."""
@@ -98,6 +98,7 @@ class WorkerPool:
         self.stats.running += 1
         value: Any = None
         error: BaseException | None = None
+        self._running.add(held)
         try:
             with trio.CancelScope() as scope:
                 held.scope = scope
@@ -108,12 +109,16 @@ class WorkerPool:
                         value = await spec.func(ctx)
                     except Exception as exc:
                         error = exc
-                if t.cancelled_caught:
+                # cancel_called, not cancelled_caught: a handler that swallowed the
+                # cancellation and returned still ran out of time.
+                if t.cancel_called:
                     error = JobTimeout(f"attempt {job.attempt} ran over its {timeout}s timeout")
         finally:
             held.scope = None
+            self._running.discard(held)
             self.stats.running -= 1
-        if scope.cancelled_caught or (held.reason is not None and error is not None):
+        if scope.cancel_called and held.reason is not None:
+            # Whatever the handler did after we cancelled it, the cancel decides the outcome.
             return self._after_cancel(held)
         if error is None and isinstance(value, MethodResult):
             if value.error is not None:

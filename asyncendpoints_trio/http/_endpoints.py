@@ -17,7 +17,7 @@ from .._errors import ConfigurationError, NotAccepting
 from .._handlers import HandlerRegistry, make_spec
 from .._job import Job
 from .._retry import RetryPolicy
-from .._runtime import Runtime
+from .._runtime import OUTCOME_FLUSH, Runtime
 from ..stores._memory import MemoryStore
 from ..stores._protocol import JobStore, NewJob, Submitted
 from ._jobs import make_job_view
@@ -124,8 +124,13 @@ class AsyncEndpoints:
     def map_job_details(self, rule: str = "/jobs/<uuid:job_id>") -> None:
         """``GET`` reads a job (``?wait=SECONDS`` long-polls), ``DELETE`` cancels it."""
         app = self._require_app()
-        if "job_id" not in rule:
-            raise ConfigurationError(f"the job rule {rule!r} needs a <job_id> part")
+        variables = re.findall(r"<(?:[^:<>]+:)?([^<>]+)>", rule)
+        if variables != ["job_id"]:
+            # Location is built from the job id alone, so no other variable can be filled.
+            raise ConfigurationError(
+                f"the job rule {rule!r} must have exactly one variable, <job_id> "
+                f"(found {variables or 'none'})"
+            )
         if self.job_endpoint is not None:
             raise ConfigurationError("map_job_details was called already")
         view = make_job_view(self)
@@ -147,9 +152,9 @@ class AsyncEndpoints:
 
     async def _start(self) -> None:
         app = self._require_app()
-        # Quart gives background tasks this long after the server stops; our drain needs
-        # the grace period plus time to write outcomes.
-        need = self.config.shutdown_grace + 5.0
+        # Quart cancels background tasks this long after the server stops, even before
+        # after_serving runs; our drain needs the grace period plus the outcome flush.
+        need = self.config.shutdown_grace + OUTCOME_FLUSH + 1.0
         current = app.config.get("BACKGROUND_TASK_SHUTDOWN_TIMEOUT")
         if current is None or current < need:
             app.config["BACKGROUND_TASK_SHUTDOWN_TIMEOUT"] = need

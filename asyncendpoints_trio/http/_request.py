@@ -10,7 +10,7 @@ from pydantic import TypeAdapter, ValidationError
 from quart import Request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .._config import SENSITIVE_HEADERS, EndpointsConfig
+from .._config import EndpointsConfig
 from .._job import HttpContext
 from ._problems import Problem
 
@@ -67,11 +67,11 @@ def validate(adapter: TypeAdapter[Any], body: bytes) -> Any:
 
 
 def http_context(request: Request, config: EndpointsConfig) -> HttpContext:
-    keep = config.persist_sensitive_headers
+    drop = config.sensitive_headers - config.persist_sensitive_headers
     headers = tuple(
         (name.lower(), value)
         for name, value in request.headers.items()
-        if name.lower() not in SENSITIVE_HEADERS or name.lower() in keep
+        if name.lower() not in drop
     )
     route = {k: str(v) for k, v in (request.view_args or {}).items()}
     query = {k: tuple(v) for k, v in request.args.lists()}
@@ -104,5 +104,11 @@ def job_id_for(request: Request, key: str | None) -> str:
     return str(uuid.uuid4())
 
 
-def fingerprint(name: str, payload: bytes) -> str:
-    return hashlib.blake2b(name.encode() + b"\0" + payload, digest_size=16).hexdigest()
+def fingerprint(name: str, payload: bytes, context: HttpContext) -> str:
+    """What makes two submits "the same request" for an idempotency key: the job name,
+    the body, and the route and query values (``/tenants/a`` is not ``/tenants/b``)."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(name.encode() + b"\0" + payload + b"\0")
+    digest.update(repr(sorted(context.route_params.items())).encode())
+    digest.update(repr(sorted(context.query_params.items())).encode())
+    return digest.hexdigest()

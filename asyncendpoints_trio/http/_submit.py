@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import orjson
@@ -31,7 +31,11 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class SubmitContext(Generic[T]):
-    """What a pre-queue hook sees: the validated request and the HTTP context."""
+    """What a pre-queue hook sees: the validated request and the HTTP context.
+
+    Unlike the stored job, ``headers`` here include the sensitive ones (``Authorization``
+    ...): authorising the request is what a hook is for.
+    """
 
     job_name: str
     request: T
@@ -67,11 +71,14 @@ def make_submit_view(
     async def submit_view(**_route_params: Any) -> Any:
         config = endpoints.config
         try:
+            key = idempotency_key(request)
             body = await read_body(request, config)
             value = validate(spec.request_adapter, body)
             context = http_context(request, config)
             if hook is not None:
-                answer = hook(SubmitContext(name, value, context))
+                every_header = tuple((k.lower(), v) for k, v in request.headers.items())
+                seen = replace(context, headers=every_header)
+                answer = hook(SubmitContext(name, value, seen))
                 if inspect.isawaitable(answer):
                     answer = await answer
                 if answer is not None:
@@ -79,7 +86,6 @@ def make_submit_view(
                         return answer.to_response()
                     return await make_response(answer)
             payload = spec.request_adapter.dump_json(value)
-            key = idempotency_key(request)
             new = NewJob(
                 id=job_id_for(request, key),
                 name=name,
@@ -87,7 +93,7 @@ def make_submit_view(
                 max_retries=(policy or config.default_retry).max_retries,
                 context=context,
                 idempotency_key=key,
-                fingerprint=fingerprint(name, payload),
+                fingerprint=fingerprint(name, payload, context),
             )
             submitted = await endpoints.submit(new)
         except Problem as exc:

@@ -250,7 +250,7 @@ class MemoryStore:
             self._deadline.pop(job.id, None)
             if isinstance(outcome, Complete):
                 self._put(job, replace(base, status=_S.COMPLETED, result=outcome.result,
-                                       completed_at=wall))
+                                       error=None, completed_at=wall))
             elif isinstance(outcome, AckCancel) or job.cancel_requested:
                 # A cancel request outranks a retry or a release: the user asked for it.
                 self._put(job, replace(base, status=_S.CANCELED, completed_at=wall,

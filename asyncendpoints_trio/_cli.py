@@ -1,0 +1,140 @@
+"""Command line: ``python -m asyncendpoints_trio serve module:app`` and ``worker module:app``.
+
+``serve`` runs the app under Hypercorn's trio worker. With ``--workers 1`` (the default) the
+server runs in this very process, so a signal sent to this PID reaches the server itself;
+with more, Hypercorn forks that many processes, each with its own runtime.
+``worker`` runs only the job runtime of the app's ``AsyncEndpoints``: no HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import signal
+import sys
+import typing
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from ._errors import ConfigurationError
+from ._runtime import Runtime
+from .http._endpoints import AsyncEndpoints, endpoints_of
+
+log = logging.getLogger("asyncendpoints_trio.cli")
+
+# Hypercorn's multi-process mode starts each worker by importing an application path; this
+# variable carries our options to them (see _cli_app.py).
+_SPEC_ENV = "ASYNCENDPOINTS_TRIO_CLI_SPEC"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="asyncendpoints-trio",
+                                     description="Run an asyncendpoints-trio service.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("app", help="the Quart-Trio app, as module:attribute")
+        p.add_argument("--graceful-timeout", type=float, default=None, metavar="SECONDS",
+                       help="on shutdown, how long running jobs (and open HTTP requests) may "
+                       "take to finish (default: the app's shutdown_grace, 10 s)")
+        p.add_argument("--log-level", default="INFO")
+
+    serve = sub.add_parser("serve", help="serve HTTP and run jobs (Hypercorn, trio worker)")
+    common(serve)
+    serve.add_argument("--bind", default="127.0.0.1:8000", metavar="HOST:PORT")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="processes; each runs its own runtime (default 1)")
+    serve.add_argument("--no-workers", action="store_true",
+                       help="API only: accept and serve jobs, run no handlers")
+    worker = sub.add_parser("worker", help="run jobs only, no HTTP")
+    common(worker)
+    return parser
+
+
+def overrides_of(args: argparse.Namespace) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    if args.graceful_timeout is not None:
+        found["shutdown_grace"] = args.graceful_timeout
+    if getattr(args, "no_workers", False):
+        found["run_workers"] = False
+    return found
+
+
+def load_endpoints(app_path: str, overrides: dict[str, Any]) -> tuple[Any, AsyncEndpoints]:
+    from hypercorn.utils import load_application
+
+    wrapper = load_application(app_path, 0)
+    app = typing.cast(Any, wrapper).app  # ASGIWrapper keeps the framework app here
+    endpoints = endpoints_of(app)
+    if overrides:
+        endpoints.config = dataclasses.replace(endpoints.config, **overrides)
+    return app, endpoints
+
+
+async def wait_for_signal() -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("received %s; shutting down gracefully", signal.Signals(signum).name)
+            return
+
+
+def _hypercorn_config(args: argparse.Namespace, grace: float) -> Any:
+    from hypercorn.config import Config
+
+    config = Config()
+    config.bind = [args.bind]
+    config.worker_class = "trio"
+    config.workers = args.workers
+    config.graceful_timeout = grace
+    config.accesslog = None
+    return config
+
+
+def serve(args: argparse.Namespace) -> int:
+    overrides = overrides_of(args)
+    if args.workers < 1:
+        raise ConfigurationError("--workers must be >= 1")
+    app, endpoints = load_endpoints(args.app, overrides)
+    config = _hypercorn_config(args, endpoints.config.shutdown_grace)
+    if args.workers == 1:
+        from hypercorn.trio import serve as hypercorn_serve
+
+        trio.run(lambda: hypercorn_serve(app, config, shutdown_trigger=wait_for_signal))
+        return 0
+    from hypercorn.run import run
+
+    os.environ[_SPEC_ENV] = json.dumps({"app": args.app, "overrides": overrides})
+    config.application_path = "asyncendpoints_trio._cli_app:load()"
+    return int(run(config))
+
+
+async def run_worker(endpoints: AsyncEndpoints) -> None:
+    runtime = Runtime(endpoints.store, endpoints.handlers, endpoints.config)
+    endpoints.runtime = runtime
+    async with trio.open_nursery() as nursery:
+        await nursery.start(runtime.run)
+        await wait_for_signal()
+        runtime.stop()
+        await runtime.wait_stopped()
+    await endpoints.store.aclose()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.path.insert(0, os.getcwd())
+    try:
+        if args.command == "serve":
+            return serve(args)
+        _, endpoints = load_endpoints(args.app, overrides_of(args))
+        trio.run(run_worker, endpoints)
+        return 0
+    except ConfigurationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,15 @@
+"""Loaded by each of Hypercorn's worker processes when ``serve --workers N`` (N > 1)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from ._cli import _SPEC_ENV, load_endpoints
+
+
+def load() -> Any:
+    spec = json.loads(os.environ[_SPEC_ENV])
+    app, _ = load_endpoints(spec["app"], spec["overrides"])
+    return app

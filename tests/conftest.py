@@ -1,0 +1,42 @@
+"""Fixtures shared by the whole suite: a real Hypercorn on a loopback port, a real client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
+
+import httpx
+import trio
+from hypercorn.config import Config
+from hypercorn.trio import serve as hypercorn_serve
+from quart_trio import QuartTrio
+
+
+@asynccontextmanager
+async def serving(app: QuartTrio, *, graceful_timeout: float = 5.0) -> AsyncIterator[str]:
+    """Serve ``app`` with Hypercorn's trio worker on 127.0.0.1:<free port>; yield its URL.
+
+    Leaving the block shuts the server down the way a signal would (graceful), which runs
+    the app's after_serving hooks and so the runtime's drain.
+    """
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.graceful_timeout = graceful_timeout
+    config.accesslog = None
+    config.errorlog = None
+    shutdown = trio.Event()
+    async with trio.open_nursery() as nursery:
+        urls = await nursery.start(
+            partial(hypercorn_serve, app, config, shutdown_trigger=shutdown.wait)
+        )
+        try:
+            yield urls[0]
+        finally:
+            shutdown.set()
+
+
+@asynccontextmanager
+async def client_for(app: QuartTrio, **kwargs: object) -> AsyncIterator[httpx.AsyncClient]:
+    async with serving(app, **kwargs) as url, httpx.AsyncClient(base_url=url, timeout=10) as c:  # type: ignore[arg-type]
+        yield c

@@ -1,0 +1,327 @@
+"""The store contract, as tests. Every store runs this suite unchanged.
+
+A subclass provides a ``store`` fixture. Durations here are short so that the Redis store
+can run them on real time; the memory store runs them on Trio's MockClock (autojump), where
+``trio.sleep`` only advances virtual time. Sleeps here let *time pass* for leases, delays
+and retention; they never stand in for synchronisation.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+import trio
+
+from asyncendpoints_trio import TRANSITIONS, IdempotencyConflict, JobStatus, QueueFull
+from asyncendpoints_trio.stores._protocol import (
+    AckCancel,
+    Complete,
+    Fail,
+    JobStore,
+    Lease,
+    NewJob,
+    Release,
+    Submitted,
+)
+
+TTL = 0.5
+OWNER = "instance-a"
+ERROR = {"code": "HandlerError", "message": "boom", "exception": None}
+
+
+def new_job(name: str = "Work", payload: bytes = b'{"n":1}', *, key: str | None = None,
+            max_retries: int = 2, fingerprint: str | None = None) -> NewJob:
+    return NewJob(id=str(uuid.uuid4()), name=name, payload=payload, max_retries=max_retries,
+                  idempotency_key=key, fingerprint=fingerprint or f"{name}:{payload!r}")
+
+
+async def submit_one(store: JobStore, job: NewJob | None = None, **kw: Any) -> Submitted:
+    [answer] = await store.submit([job or new_job()], **kw)
+    assert isinstance(answer, Submitted), answer
+    return answer
+
+
+class StoreContract:
+    """Inherit and provide ``store`` and ``clock`` fixtures.
+
+    ``clock`` is a ``trio.testing.MockClock`` for stores on Trio's clock (pytest-trio runs
+    a test on a clock only when the test itself takes it as an argument), else ``None``.
+    """
+
+    async def test_submit_then_get(self, store: JobStore, clock: object) -> None:
+        new = new_job(payload=b'{"x":"y"}')
+        answer = await submit_one(store, new)
+        assert answer.created
+        job = await store.get(new.id)
+        assert job is not None
+        assert (job.id, job.name, job.status, job.payload) == (new.id, "Work", JobStatus.QUEUED,
+                                                                b'{"x":"y"}')
+        assert job.retry_count == 0 and job.max_retries == 2 and job.token == 0
+        assert job.created_at == job.last_updated_at and job.started_at is None
+        assert await store.get(str(uuid.uuid4())) is None
+
+    async def test_claim_oldest_first_within_limit(self, store: JobStore, clock: object) -> None:
+        news = [new_job(payload=str(i).encode()) for i in range(5)]
+        await store.submit(news)
+        first = await store.claim(OWNER, 2, TTL)
+        assert [c.job.id for c in first] == [n.id for n in news[:2]]
+        for c in first:
+            assert c.job.status is JobStatus.IN_PROGRESS
+            assert c.job.owner == OWNER
+            assert c.lease.token == c.job.token == 1
+            assert c.job.started_at is not None
+        rest = await store.claim(OWNER, 10, TTL)
+        assert [c.job.id for c in rest] == [n.id for n in news[2:]]
+        assert await store.claim(OWNER, 10, TTL) == []
+
+    async def test_complete_and_fencing(self, store: JobStore, clock: object) -> None:
+        await submit_one(store)
+        [claimed] = await store.claim(OWNER, 1, TTL)
+        stale = Lease(claimed.lease.job_id, claimed.lease.token - 1)
+        assert await store.finish([Complete(stale, b'"nope"')]) == [False]
+        assert await store.finish([Complete(claimed.lease, b'{"ok":true}')]) == [True]
+        job = await store.get(claimed.job.id)
+        assert job is not None and job.status is JobStatus.COMPLETED
+        assert job.result == b'{"ok":true}' and job.completed_at is not None
+        # A terminal job refuses every further write, even with the right token.
+        assert await store.finish([Complete(claimed.lease, b'"again"')]) == [False]
+        assert await store.finish([Fail(claimed.lease, ERROR, None)]) == [False]
+        job2 = await store.get(claimed.job.id)
+        assert job2 is not None and job2.result == b'{"ok":true}'
+
+    async def test_fail_with_retry_waits_its_delay(self, store: JobStore, clock: object) -> None:
+        await submit_one(store)
+        [claimed] = await store.claim(OWNER, 1, TTL)
+        assert await store.finish([Fail(claimed.lease, ERROR, 1.0)]) == [True]
+        job = await store.get(claimed.job.id)
+        assert job is not None and job.status is JobStatus.SCHEDULED
+        assert job.retry_count == 1 and job.error is not None and job.error["code"] == "HandlerError"
+        assert await store.claim(OWNER, 1, TTL) == []  # not before its delay
+        await trio.sleep(1.2)
+        await store.recover(limit=10)
+        [again] = await store.claim(OWNER, 1, TTL)
+        assert again.job.id == claimed.job.id and again.lease.token == 2
+        assert again.job.retry_count == 1
+
+    async def test_wait_for_work_wakes_when_a_retry_falls_due(self, store: JobStore, clock: object) -> None:
+        await submit_one(store)
+        [claimed] = await store.claim(OWNER, 1, TTL)
+        await store.finish([Fail(claimed.lease, ERROR, 0.3)])
+        with trio.fail_after(3):
+            while not await store.claim(OWNER, 1, TTL):
+                await store.wait_for_work(5.0)
+
+    async def test_fail_for_good(self, store: JobStore, clock: object) -> None:
+        await submit_one(store)
+        [claimed] = await store.claim(OWNER, 1, TTL)
+        assert await store.finish([Fail(claimed.lease, ERROR, None)]) == [True]
+        job = await store.get(claimed.job.id)
+        assert job is not None and job.status is JobStatus.FAILED and job.completed_at
+        assert job.error is not None and job.error["message"] == "boom"
+
+    async def test_release_returns_job_without_charging(self, store: JobStore, clock: object) -> None:
+        await submit_one(store)
+        [claimed] = await store.claim(OWNER, 1, TTL)
+        assert await store.finish([Release(claimed.lease)]) == [True]
+        job = await store.get(claimed.job.id)
+        assert job is not None and job.status is JobStatus.QUEUED and job.retry_count == 0
+        [again] = await store.claim(OWNER, 1, TTL)
+        assert again.lease.token == claimed.lease.token + 1
+        assert await store.finish([Complete(claimed.lease, b"1")]) == [False]  # old lease
+
+    async def test_heartbeat_keeps_a_lease_alive(self, store: JobStore, clock: object) -> None:
+        await submit_one(store)
+        [claimed] = await store.claim(OWNER, 1, TTL)
+        for _ in range(6):  # 6 * TTL/2 = 3 TTLs in all
+            await trio.sleep(TTL / 2)
+            reply = await store.heartbeat(OWNER, [claimed.lease], TTL)
+            assert not reply.lost and not reply.cancel_requested
+            report = await store.recover(limit=10)
+            assert report.reclaimed == 0
+        job = await store.get(claimed.job.id)
+        assert job is not None and job.status is JobStatus.IN_PROGRESS
+
+    async def test_expired_lease_is_reclaimed_and_fenced(self, store: JobStore, clock: object) -> None:
+        await submit_one(store)
+        [claimed] = await store.claim(OWNER, 1, TTL)
+        await trio.sleep(TTL * 1.5)
+        report = await store.recover(limit=10)
+        assert report.reclaimed == 1
+        job = await store.get(claimed.job.id)
+        assert job is not None and job.status is JobStatus.QUEUED and job.retry_count == 1
+        assert job.error is not None and job.error["code"] == "LeaseExpired"
+        assert (await store.recover(limit=10)).reclaimed == 0  # idempotent
+        reply = await store.heartbeat(OWNER, [claimed.lease], TTL)
+        assert reply.lost == {claimed.job.id}
+        [peer] = await store.claim("instance-b", 1, TTL)
+        assert peer.job.owner == "instance-b" and peer.lease.token == claimed.lease.token + 1
+        # The zombie's late write is refused; the peer's lands.
+        assert await store.finish([Complete(claimed.lease, b'"zombie"')]) == [False]
+        assert await store.finish([Complete(peer.lease, b'"peer"')]) == [True]
+        done = await store.get(claimed.job.id)
+        assert done is not None and done.result == b'"peer"'
+
+    async def test_expired_lease_without_retries_fails(self, store: JobStore, clock: object) -> None:
+        await submit_one(store, new_job(max_retries=0))
+        [claimed] = await store.claim(OWNER, 1, TTL)
+        await trio.sleep(TTL * 1.5)
+        report = await store.recover(limit=10)
+        assert report.expired_failed == 1
+        job = await store.get(claimed.job.id)
+        assert job is not None and job.status is JobStatus.FAILED
+
+    async def test_recover_is_bounded(self, store: JobStore, clock: object) -> None:
+        await store.submit([new_job(payload=str(i).encode()) for i in range(5)])
+        await store.claim(OWNER, 5, TTL)
+        await trio.sleep(TTL * 1.5)
+        assert (await store.recover(limit=2)).reclaimed == 2
+        assert (await store.recover(limit=10)).reclaimed == 3
+
+    async def test_idempotent_submit(self, store: JobStore, clock: object) -> None:
+        first = await submit_one(store, new_job(key="k1", payload=b"1"))
+        again = await submit_one(store, new_job(key="k1", payload=b"1"))
+        assert again.job.id == first.job.id and not again.created
+        [conflict] = await store.submit([new_job(key="k1", payload=b"2")])
+        assert isinstance(conflict, IdempotencyConflict) and conflict.job_id == first.job.id
+
+    async def test_idempotent_submit_in_one_batch_and_concurrently(self, store: JobStore, clock: object) -> None:
+        answers = await store.submit([new_job(key="b", payload=b"1") for _ in range(3)])
+        ids = {a.job.id for a in answers if isinstance(a, Submitted)}
+        assert len(ids) == 1 and [a.created for a in answers if isinstance(a, Submitted)] == [
+            True, False, False]
+        seen: list[Submitted] = []
+
+        async def one() -> None:
+            seen.append(await submit_one(store, new_job(key="c", payload=b"1")))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(10):
+                nursery.start_soon(one)
+        assert len({s.job.id for s in seen}) == 1 and sum(s.created for s in seen) == 1
+
+    async def test_duplicate_job_id_is_refused(self, store: JobStore, clock: object) -> None:
+        new = new_job()
+        await submit_one(store, new)
+        [answer] = await store.submit([NewJob(id=new.id, name="Other", payload=b"2",
+                                              max_retries=0)])
+        assert isinstance(answer, IdempotencyConflict)
+        job = await store.get(new.id)
+        assert job is not None and job.name == "Work"
+
+    async def test_queue_full(self, store: JobStore, clock: object) -> None:
+        answers = await store.submit([new_job(payload=str(i).encode()) for i in range(3)],
+                                     max_queued=2)
+        assert [type(a) for a in answers] == [Submitted, Submitted, QueueFull]
+        await store.claim(OWNER, 1, TTL)
+        assert isinstance((await store.submit([new_job()], max_queued=2))[0], Submitted)
+
+    async def test_cancel_waiting_jobs(self, store: JobStore, clock: object) -> None:
+        queued = await submit_one(store)
+        job = await store.cancel(queued.job.id)
+        assert job is not None and job.status is JobStatus.CANCELED and job.completed_at
+        await submit_one(store)
+        [claimed] = await store.claim(OWNER, 1, TTL)
+        assert claimed.job.id != queued.job.id  # a canceled job is never claimed
+        await store.finish([Fail(claimed.lease, ERROR, 5.0)])
+        scheduled = await store.cancel(claimed.job.id)
+        assert scheduled is not None and scheduled.status is JobStatus.CANCELED
+        await trio.sleep(5.5)
+        await store.recover(limit=10)
+        assert await store.claim(OWNER, 5, TTL) == []
+        assert await store.cancel(str(uuid.uuid4())) is None
+
+    async def test_cancel_running_job(self, store: JobStore, clock: object) -> None:
+        await submit_one(store)
+        [claimed] = await store.claim(OWNER, 1, TTL)
+        job = await store.cancel(claimed.job.id)
+        assert job is not None and job.status is JobStatus.IN_PROGRESS and job.cancel_requested
+        reply = await store.heartbeat(OWNER, [claimed.lease], TTL)
+        assert reply.cancel_requested == {claimed.job.id} and not reply.lost
+        assert await store.finish([AckCancel(claimed.lease)]) == [True]
+        done = await store.get(claimed.job.id)
+        assert done is not None and done.status is JobStatus.CANCELED
+        again = await store.cancel(claimed.job.id)  # terminal: unchanged
+        assert again is not None and again.status is JobStatus.CANCELED
+
+    async def test_cancel_request_outranks_a_retry(self, store: JobStore, clock: object) -> None:
+        await submit_one(store)
+        [claimed] = await store.claim(OWNER, 1, TTL)
+        await store.cancel(claimed.job.id)
+        assert await store.finish([Fail(claimed.lease, ERROR, 0.1)]) == [True]
+        job = await store.get(claimed.job.id)
+        assert job is not None and job.status is JobStatus.CANCELED
+
+    async def test_wait_for_terminal(self, store: JobStore, clock: object) -> None:
+        queued = await submit_one(store)
+        timed_out = await store.wait_for_terminal(queued.job.id, 0.2)
+        assert timed_out is not None and timed_out.status is JobStatus.QUEUED
+        assert await store.wait_for_terminal(str(uuid.uuid4()), 0.1) is None
+        [claimed] = await store.claim(OWNER, 1, TTL)
+        seen: list[Any] = []
+
+        async def waiter() -> None:
+            seen.append(await store.wait_for_terminal(queued.job.id, 5.0))
+
+        with trio.fail_after(3):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(waiter)
+                await trio.sleep(0.1)
+                await store.finish([Complete(claimed.lease, b"7")])
+        assert seen[0].status is JobStatus.COMPLETED and seen[0].result == b"7"
+
+    async def test_wait_for_work_wakes_on_submit(self, store: JobStore, clock: object) -> None:
+        woke = trio.Event()
+
+        async def waiter() -> None:
+            await store.wait_for_work(30.0)
+            woke.set()
+
+        with trio.fail_after(3):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(waiter)
+                await trio.sleep(0.1)
+                assert not woke.is_set()
+                await submit_one(store)
+                await woke.wait()
+
+    async def test_retention_purges_terminal_jobs_and_keys(self, store: JobStore, clock: object) -> None:
+        retention: float = store.retention  # type: ignore[attr-defined]
+        keep = await submit_one(store)
+        done = await submit_one(store, new_job(key="r", payload=b"1"))
+        claims = await store.claim(OWNER, 2, TTL)
+        lease = next(c.lease for c in claims if c.job.id == done.job.id)
+        await store.finish([Complete(lease, b"1")])
+        await trio.sleep(retention + 0.5)
+        await store.recover(limit=100)
+        assert await store.get(done.job.id) is None
+        assert await store.get(keep.job.id) is not None  # not terminal: kept
+        fresh = await submit_one(store, new_job(key="r", payload=b"2"))  # the key was freed
+        assert fresh.created
+
+    async def test_observed_transitions_follow_the_table(self, store: JobStore, clock: object) -> None:
+        await submit_one(store)
+        statuses = [JobStatus.QUEUED]
+        [c] = await store.claim(OWNER, 1, TTL)
+        statuses.append(c.job.status)
+        await store.finish([Fail(c.lease, ERROR, 0.0)])
+        statuses.append((await store.get(c.job.id)).status)  # type: ignore[union-attr]
+        await trio.sleep(0.05)
+        await store.recover(limit=10)
+        [c2] = await store.claim(OWNER, 1, TTL)
+        statuses.append(c2.job.status)
+        await store.finish([Complete(c2.lease, b"1")])
+        statuses.append((await store.get(c.job.id)).status)  # type: ignore[union-attr]
+        assert statuses == ["Queued", "InProgress", "Scheduled", "InProgress", "Completed"]
+        for old, new in zip(statuses, statuses[1:], strict=False):
+            assert new in TRANSITIONS[old] or (old, new) == ("Scheduled", "InProgress")
+
+    @pytest.mark.parametrize("count", [1, 50])
+    async def test_batched_outcomes(self, store: JobStore, clock: object, count: int) -> None:
+        await store.submit([new_job(payload=str(i).encode()) for i in range(count)])
+        claims = await store.claim(OWNER, count, TTL)
+        applied = await store.finish([Complete(c.lease, b"1") for c in claims])
+        assert applied == [True] * count
+        reply = await store.heartbeat(OWNER, [c.lease for c in claims], TTL)
+        assert reply.lost == {c.job.id for c in claims}
