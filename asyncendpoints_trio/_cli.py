@@ -16,7 +16,8 @@ import os
 import signal
 import sys
 import typing
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from functools import partial
 from typing import Any
 
 import trio
@@ -65,10 +66,18 @@ def overrides_of(args: argparse.Namespace) -> dict[str, Any]:
     return found
 
 
-def load_endpoints(app_path: str, overrides: dict[str, Any]) -> tuple[Any, AsyncEndpoints]:
-    from hypercorn.utils import load_application
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    wrapper = load_application(app_path, 0)
+
+def load_endpoints(app_path: str, overrides: dict[str, Any]) -> tuple[Any, AsyncEndpoints]:
+    from hypercorn.utils import NoAppError, load_application
+
+    try:
+        wrapper = load_application(app_path, 0)
+    except NoAppError as exc:
+        raise ConfigurationError(str(exc)) from None
     app = typing.cast(Any, wrapper).app  # ASGIWrapper keeps the framework app here
     endpoints = endpoints_of(app)
     if overrides:
@@ -76,11 +85,19 @@ def load_endpoints(app_path: str, overrides: dict[str, Any]) -> tuple[Any, Async
     return app, endpoints
 
 
-async def wait_for_signal() -> None:
+async def _first_signal(signals: AsyncIterator[int]) -> None:
+    async for signum in signals:
+        log.info("received %s; shutting down gracefully", signal.Signals(signum).name)
+        return
+
+
+async def _serve_until_signal(app: Any, config: Any) -> None:
+    from hypercorn.trio import serve as hypercorn_serve
+
+    # The receiver is open before anything starts, so an early signal is never lost to
+    # the default handler (which would kill us without a drain).
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            log.info("received %s; shutting down gracefully", signal.Signals(signum).name)
-            return
+        await hypercorn_serve(app, config, shutdown_trigger=partial(_first_signal, signals))
 
 
 def _hypercorn_config(args: argparse.Namespace, grace: float) -> Any:
@@ -92,6 +109,7 @@ def _hypercorn_config(args: argparse.Namespace, grace: float) -> Any:
     config.workers = args.workers
     config.graceful_timeout = grace
     config.accesslog = None
+    config.loglevel = args.log_level.upper()
     return config
 
 
@@ -102,13 +120,12 @@ def serve(args: argparse.Namespace) -> int:
     app, endpoints = load_endpoints(args.app, overrides)
     config = _hypercorn_config(args, endpoints.config.shutdown_grace)
     if args.workers == 1:
-        from hypercorn.trio import serve as hypercorn_serve
-
-        trio.run(lambda: hypercorn_serve(app, config, shutdown_trigger=wait_for_signal))
+        trio.run(_serve_until_signal, app, config)
         return 0
     from hypercorn.run import run
 
-    os.environ[_SPEC_ENV] = json.dumps({"app": args.app, "overrides": overrides})
+    os.environ[_SPEC_ENV] = json.dumps({"app": args.app, "overrides": overrides,
+                                        "log_level": args.log_level})
     config.application_path = "asyncendpoints_trio._cli_app:load()"
     return int(run(config))
 
@@ -116,18 +133,18 @@ def serve(args: argparse.Namespace) -> int:
 async def run_worker(endpoints: AsyncEndpoints) -> None:
     runtime = Runtime(endpoints.store, endpoints.handlers, endpoints.config)
     endpoints.runtime = runtime
-    async with trio.open_nursery() as nursery:
-        await nursery.start(runtime.run)
-        await wait_for_signal()
-        runtime.stop()
-        await runtime.wait_stopped()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(runtime.run)
+            await _first_signal(signals)
+            runtime.stop()
+            await runtime.wait_stopped()
     await endpoints.store.aclose()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level)
     sys.path.insert(0, os.getcwd())
     try:
         if args.command == "serve":

@@ -6,10 +6,11 @@ import json
 import os
 from typing import Any
 
-from ._cli import _SPEC_ENV, load_endpoints
+from ._cli import _SPEC_ENV, configure_logging, load_endpoints
 
 
 def load() -> Any:
     spec = json.loads(os.environ[_SPEC_ENV])
+    configure_logging(spec["log_level"])
     app, _ = load_endpoints(spec["app"], spec["overrides"])
     return app

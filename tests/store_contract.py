@@ -8,6 +8,7 @@ and retention; they never stand in for synchronisation.
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from typing import Any
 
@@ -31,10 +32,22 @@ OWNER = "instance-a"
 ERROR = {"code": "HandlerError", "message": "boom", "exception": None}
 
 
-def new_job(name: str = "Work", payload: bytes = b'{"n":1}', *, key: str | None = None,
-            max_retries: int = 2, fingerprint: str | None = None) -> NewJob:
-    return NewJob(id=str(uuid.uuid4()), name=name, payload=payload, max_retries=max_retries,
-                  idempotency_key=key, fingerprint=fingerprint or f"{name}:{payload!r}")
+def new_job(
+    name: str = "Work",
+    payload: bytes = b'{"n":1}',
+    *,
+    key: str | None = None,
+    max_retries: int = 2,
+    fingerprint: str | None = None,
+) -> NewJob:
+    return NewJob(
+        id=str(uuid.uuid4()),
+        name=name,
+        payload=payload,
+        max_retries=max_retries,
+        idempotency_key=key,
+        fingerprint=fingerprint or f"{name}:{payload!r}",
+    )
 
 
 async def submit_one(store: JobStore, job: NewJob | None = None, **kw: Any) -> Submitted:
@@ -56,8 +69,12 @@ class StoreContract:
         assert answer.created
         job = await store.get(new.id)
         assert job is not None
-        assert (job.id, job.name, job.status, job.payload) == (new.id, "Work", JobStatus.QUEUED,
-                                                                b'{"x":"y"}')
+        assert (job.id, job.name, job.status, job.payload) == (
+            new.id,
+            "Work",
+            JobStatus.QUEUED,
+            b'{"x":"y"}',
+        )
         assert job.retry_count == 0 and job.max_retries == 2 and job.token == 0
         assert job.created_at == job.last_updated_at and job.started_at is None
         assert await store.get(str(uuid.uuid4())) is None
@@ -97,7 +114,9 @@ class StoreContract:
         assert await store.finish([Fail(claimed.lease, ERROR, 1.0)]) == [True]
         job = await store.get(claimed.job.id)
         assert job is not None and job.status is JobStatus.SCHEDULED
-        assert job.retry_count == 1 and job.error is not None and job.error["code"] == "HandlerError"
+        assert (
+            job.retry_count == 1 and job.error is not None and job.error["code"] == "HandlerError"
+        )
         assert await store.claim(OWNER, 1, TTL) == []  # not before its delay
         await trio.sleep(1.2)
         await store.recover(limit=10)
@@ -105,7 +124,9 @@ class StoreContract:
         assert again.job.id == claimed.job.id and again.lease.token == 2
         assert again.job.retry_count == 1
 
-    async def test_wait_for_work_wakes_when_a_retry_falls_due(self, store: JobStore, clock: object) -> None:
+    async def test_wait_for_work_wakes_when_a_retry_falls_due(
+        self, store: JobStore, clock: object
+    ) -> None:
         await submit_one(store)
         [claimed] = await store.claim(OWNER, 1, TTL)
         await store.finish([Fail(claimed.lease, ERROR, 0.3)])
@@ -121,7 +142,9 @@ class StoreContract:
         assert job is not None and job.status is JobStatus.FAILED and job.completed_at
         assert job.error is not None and job.error["message"] == "boom"
 
-    async def test_release_returns_job_without_charging(self, store: JobStore, clock: object) -> None:
+    async def test_release_returns_job_without_charging(
+        self, store: JobStore, clock: object
+    ) -> None:
         await submit_one(store)
         [claimed] = await store.claim(OWNER, 1, TTL)
         assert await store.finish([Release(claimed.lease)]) == [True]
@@ -143,7 +166,9 @@ class StoreContract:
         job = await store.get(claimed.job.id)
         assert job is not None and job.status is JobStatus.IN_PROGRESS
 
-    async def test_expired_lease_is_reclaimed_and_fenced(self, store: JobStore, clock: object) -> None:
+    async def test_expired_lease_is_reclaimed_and_fenced(
+        self, store: JobStore, clock: object
+    ) -> None:
         await submit_one(store)
         [claimed] = await store.claim(OWNER, 1, TTL)
         await trio.sleep(TTL * 1.5)
@@ -163,7 +188,9 @@ class StoreContract:
         done = await store.get(claimed.job.id)
         assert done is not None and done.result == b'"peer"'
 
-    async def test_expired_lease_without_retries_fails(self, store: JobStore, clock: object) -> None:
+    async def test_expired_lease_without_retries_fails(
+        self, store: JobStore, clock: object
+    ) -> None:
         await submit_one(store, new_job(max_retries=0))
         [claimed] = await store.claim(OWNER, 1, TTL)
         await trio.sleep(TTL * 1.5)
@@ -186,11 +213,16 @@ class StoreContract:
         [conflict] = await store.submit([new_job(key="k1", payload=b"2")])
         assert isinstance(conflict, IdempotencyConflict) and conflict.job_id == first.job.id
 
-    async def test_idempotent_submit_in_one_batch_and_concurrently(self, store: JobStore, clock: object) -> None:
+    async def test_idempotent_submit_in_one_batch_and_concurrently(
+        self, store: JobStore, clock: object
+    ) -> None:
         answers = await store.submit([new_job(key="b", payload=b"1") for _ in range(3)])
         ids = {a.job.id for a in answers if isinstance(a, Submitted)}
         assert len(ids) == 1 and [a.created for a in answers if isinstance(a, Submitted)] == [
-            True, False, False]
+            True,
+            False,
+            False,
+        ]
         seen: list[Submitted] = []
 
         async def one() -> None:
@@ -204,15 +236,17 @@ class StoreContract:
     async def test_duplicate_job_id_is_refused(self, store: JobStore, clock: object) -> None:
         new = new_job()
         await submit_one(store, new)
-        [answer] = await store.submit([NewJob(id=new.id, name="Other", payload=b"2",
-                                              max_retries=0)])
+        [answer] = await store.submit(
+            [NewJob(id=new.id, name="Other", payload=b"2", max_retries=0)]
+        )
         assert isinstance(answer, IdempotencyConflict)
         job = await store.get(new.id)
         assert job is not None and job.name == "Work"
 
     async def test_queue_full(self, store: JobStore, clock: object) -> None:
-        answers = await store.submit([new_job(payload=str(i).encode()) for i in range(3)],
-                                     max_queued=2)
+        answers = await store.submit(
+            [new_job(payload=str(i).encode()) for i in range(3)], max_queued=2
+        )
         assert [type(a) for a in answers] == [Submitted, Submitted, QueueFull]
         await store.claim(OWNER, 1, TTL)
         assert isinstance((await store.submit([new_job()], max_queued=2))[0], Submitted)
@@ -286,7 +320,9 @@ class StoreContract:
                 await submit_one(store)
                 await woke.wait()
 
-    async def test_retention_purges_terminal_jobs_and_keys(self, store: JobStore, clock: object) -> None:
+    async def test_retention_purges_terminal_jobs_and_keys(
+        self, store: JobStore, clock: object
+    ) -> None:
         retention: float = store.retention  # type: ignore[attr-defined]
         keep = await submit_one(store)
         done = await submit_one(store, new_job(key="r", payload=b"1"))
@@ -300,7 +336,9 @@ class StoreContract:
         fresh = await submit_one(store, new_job(key="r", payload=b"2"))  # the key was freed
         assert fresh.created
 
-    async def test_observed_transitions_follow_the_table(self, store: JobStore, clock: object) -> None:
+    async def test_observed_transitions_follow_the_table(
+        self, store: JobStore, clock: object
+    ) -> None:
         await submit_one(store)
         statuses = [JobStatus.QUEUED]
         [c] = await store.claim(OWNER, 1, TTL)
@@ -314,7 +352,7 @@ class StoreContract:
         await store.finish([Complete(c2.lease, b"1")])
         statuses.append((await store.get(c.job.id)).status)  # type: ignore[union-attr]
         assert statuses == ["Queued", "InProgress", "Scheduled", "InProgress", "Completed"]
-        for old, new in zip(statuses, statuses[1:], strict=False):
+        for old, new in itertools.pairwise(statuses):
             assert new in TRANSITIONS[old] or (old, new) == ("Scheduled", "InProgress")
 
     @pytest.mark.parametrize("count", [1, 50])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,8 +84,7 @@ async def test_retries_back_off_then_succeed(autojump_clock: trio.testing.MockCl
         job = await wait_terminal(rt, submitted.job.id)
     assert job.status is JobStatus.COMPLETED and job.retry_count == 2
     assert [a for a, _ in attempts] == [1, 2, 3]
-    gaps = [later - earlier for (_, earlier), (_, later) in zip(attempts, attempts[1:],
-                                                                 strict=False)]
+    gaps = [later - earlier for (_, earlier), (_, later) in itertools.pairwise(attempts)]
     assert gaps[0] == pytest.approx(10.0, abs=0.01) and gaps[1] == pytest.approx(20.0, abs=0.01)
 
 
