@@ -1,0 +1,121 @@
+"""Fixtures for the Redis client tests: private redis-servers, clients, a fault proxy.
+
+``REDIS_URL``, when set, is used by tests that only need "a Redis" (they use unique keys and
+never flush). Tests that kill, pause, restart, flush scripts or log in always get a private
+server.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Protocol
+
+import pytest
+import trio
+
+from asyncendpoints_trio.redis import RedisClient, RedisSettings
+from tests._redis_server import RedisServer, redis_server_binary
+from tests.faultproxy import FaultProxy
+
+if redis_server_binary() is None:
+    if os.environ.get("CI"):
+        # CI installs redis-server (.ci/run); a skip there would hide a broken install.
+        raise RuntimeError("redis-server is not on PATH")
+    pytest.skip("redis-server is not installed", allow_module_level=True)
+
+
+@pytest.fixture(scope="session")
+def shared_server() -> Iterator[RedisServer]:
+    """One private server for the whole session, with a unix socket too."""
+    with RedisServer(unix_socket=True) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_url(request: pytest.FixtureRequest) -> str:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        return url
+    server: RedisServer = request.getfixturevalue("shared_server")
+    return server.url
+
+
+@pytest.fixture
+def private_server() -> Iterator[RedisServer]:
+    """A server of this test's own, to kill, pause or restart."""
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def auth_server() -> Iterator[RedisServer]:
+    users = ("alice on >wonderland ~* &* +@all", "bob on >builder ~bob:* +get +set")
+    with RedisServer(password="s3cret", users=users) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def tls_server() -> Iterator[RedisServer]:
+    server = RedisServer(tls=True)
+    try:
+        server.start()
+    except RuntimeError as exc:
+        server.cleanup()
+        pytest.skip(f"this redis-server cannot serve TLS: {exc}")
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+async def key() -> AsyncIterator[str]:
+    """A key prefix of this test's own, so tests may share a server; cleaned up on REDIS_URL."""
+    prefix = f"test:{uuid.uuid4().hex[:12]}:"
+    yield prefix
+    url = os.environ.get("REDIS_URL")
+    if url:
+        async with RedisClient.from_url(url) as redis:
+            with trio.fail_after(5):
+                cursor = b"0"
+                while True:
+                    cursor, keys = await redis.execute("SCAN", cursor, "MATCH", prefix + "*")
+                    if keys:
+                        await redis.execute("UNLINK", *keys)
+                    if cursor == b"0":
+                        break
+
+
+@pytest.fixture
+async def client(redis_url: str) -> AsyncIterator[RedisClient]:
+    async with RedisClient(fast_settings(redis_url)) as redis:
+        yield redis
+
+
+@pytest.fixture
+async def proxy(nursery: trio.Nursery, shared_server: RedisServer) -> FaultProxy:
+    proxy = FaultProxy(("127.0.0.1", shared_server.port))
+    await nursery.start(proxy.run)
+    return proxy
+
+
+class SettingsFactory(Protocol):
+    def __call__(self, url: str, **overrides: Any) -> RedisSettings: ...
+
+
+def fast_settings(url: str, **overrides: Any) -> RedisSettings:
+    """Short timeouts and backoff, so fault tests finish in well under a second each."""
+    defaults: dict[str, Any] = {
+        "connect_timeout": 2.0, "read_timeout": 2.0, "write_timeout": 2.0,
+        "acquire_timeout": 2.0, "backoff_initial": 0.02, "backoff_max": 0.1,
+        "max_connections": 8,
+    }
+    return RedisSettings.from_url(url, **{**defaults, **overrides})
+
+
+@pytest.fixture
+def settings() -> SettingsFactory:
+    """``settings(url, **overrides)``: RedisSettings with short timeouts for tests."""
+    return fast_settings
