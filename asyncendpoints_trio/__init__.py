@@ -3,6 +3,7 @@
 Everything public is named here; the modules behind it are private.
 """
 
+from ._config import SENSITIVE_HEADERS as SENSITIVE_HEADERS
 from ._config import EndpointsConfig as EndpointsConfig
 from ._context import AsyncContext as AsyncContext
 from ._context import Headers as Headers

@@ -23,7 +23,7 @@ from typing import Any
 import trio
 
 from ._errors import ConfigurationError
-from ._runtime import Runtime
+from ._runtime import OUTCOME_FLUSH, Runtime
 from .http._endpoints import AsyncEndpoints, endpoints_of
 
 log = logging.getLogger("asyncendpoints_trio.cli")
@@ -108,6 +108,8 @@ def _hypercorn_config(args: argparse.Namespace, grace: float) -> Any:
     config.worker_class = "trio"
     config.workers = args.workers
     config.graceful_timeout = grace
+    # Hypercorn gives the app's shutdown 60 s by default; our drain may need more.
+    config.shutdown_timeout = max(60.0, grace + OUTCOME_FLUSH + 10.0)
     config.accesslog = None
     config.loglevel = args.log_level.upper()
     return config

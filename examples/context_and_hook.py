@@ -21,9 +21,10 @@ Then:
          -d '{"older_than_days": 90}'
     curl -s 'localhost:8001/jobs/<id from Location>?wait=10'
 
-Note: X-Tenant-Token is not one of the sensitive headers that are dropped before a job is
-stored (Authorization, Cookie, Proxy-Authorization, X-API-Key, Set-Cookie), so it is kept
-with the job and the handler can read it.
+Note: X-Tenant-Token is a secret, so the app adds it to the sensitive headers (keeping the
+defaults: Authorization, Cookie, Proxy-Authorization, X-API-Key, Set-Cookie). Sensitive
+headers are never stored with a job, so handlers do not see it; the pre-queue hook does,
+since it sees every header of the request.
 """
 
 from __future__ import annotations
@@ -35,8 +36,10 @@ import trio
 from quart_trio import QuartTrio
 
 from asyncendpoints_trio import (
+    SENSITIVE_HEADERS,
     AsyncContext,
     AsyncEndpoints,
+    EndpointsConfig,
     NonRetryableError,
     Problem,
     RetryPolicy,
@@ -75,7 +78,10 @@ class ArchiveResult:
 
 
 app = QuartTrio(__name__)
-endpoints = AsyncEndpoints(app)
+# X-Tenant-Token is a credential: never store it with a job (the defaults stay in the set).
+endpoints = AsyncEndpoints(app, config=EndpointsConfig(
+    sensitive_headers=SENSITIVE_HEADERS | {"x-tenant-token"},
+))
 
 
 @endpoints.handler("BuildReport", timeout=30)
@@ -110,7 +116,7 @@ class ArchiveReports:
 async def check_tenant(sub: SubmitContext[ReportRequest | ArchiveRequest]) -> Problem | None:
     """Runs after the body validated, before the job is stored. None: queue the job."""
     tenant = sub.route_params["tenant"]
-    token = sub.headers.get("X-Tenant-Token")
+    token = sub.headers.get("X-Tenant-Token")  # hooks see every header, sensitive ones too
     if not token:
         return Problem(401, detail="the X-Tenant-Token header is required",
                        code="MissingTenantToken")

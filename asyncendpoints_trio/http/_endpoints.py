@@ -199,7 +199,7 @@ class AsyncEndpoints:
 
 def endpoints_of(app: Quart) -> AsyncEndpoints:
     """The ``AsyncEndpoints`` mounted on ``app`` (used by the CLI)."""
-    found = app.extensions.get(EXTENSION_KEY)
+    found = getattr(app, "extensions", {}).get(EXTENSION_KEY)
     if not isinstance(found, AsyncEndpoints):
         raise ConfigurationError("this app has no AsyncEndpoints mounted")
     return found
