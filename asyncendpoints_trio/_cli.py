@@ -44,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
                        help="on shutdown, how long running jobs (and open HTTP requests) may "
                        "take to finish (default: the app's shutdown_grace, 10 s)")
         p.add_argument("--log-level", default="INFO")
+        p.add_argument("--redis-url", default=os.environ.get("REDIS_URL"), metavar="URL",
+                       help="share jobs through Redis (default: $REDIS_URL; without either, "
+                       "the in-memory store)")
+        p.add_argument("--lease-ttl", type=float, default=None, metavar="SECONDS",
+                       help="how long a claimed job stays ours without a heartbeat")
+        p.add_argument("--heartbeat", type=float, default=None, metavar="SECONDS",
+                       help="how often held leases are renewed (at most half the lease TTL)")
 
     serve = sub.add_parser("serve", help="serve HTTP and run jobs (Hypercorn, trio worker)")
     common(serve)
@@ -63,6 +70,12 @@ def overrides_of(args: argparse.Namespace) -> dict[str, Any]:
         found["shutdown_grace"] = args.graceful_timeout
     if getattr(args, "no_workers", False):
         found["run_workers"] = False
+    if args.redis_url:
+        found["redis_url"] = args.redis_url
+    if args.lease_ttl is not None:
+        found["lease_ttl"] = args.lease_ttl
+    if args.heartbeat is not None:
+        found["heartbeat_interval"] = args.heartbeat
     return found
 
 
@@ -80,6 +93,10 @@ def load_endpoints(app_path: str, overrides: dict[str, Any]) -> tuple[Any, Async
         raise ConfigurationError(str(exc)) from None
     app = typing.cast(Any, wrapper).app  # ASGIWrapper keeps the framework app here
     endpoints = endpoints_of(app)
+    if "lease_ttl" in overrides and "heartbeat_interval" not in overrides:
+        # Only the TTL given: renew often enough for it rather than refuse the default.
+        overrides["heartbeat_interval"] = min(endpoints.config.heartbeat_interval,
+                                              overrides["lease_ttl"] / 3)
     if overrides:
         endpoints.config = dataclasses.replace(endpoints.config, **overrides)
     return app, endpoints

@@ -31,6 +31,9 @@ class EndpointsConfig:
     run_workers: bool = True  # False: an API-only instance that runs no handlers
     default_retry: RetryPolicy = field(default_factory=RetryPolicy)
     default_timeout: float | None = None  # seconds per attempt; None: no limit
+    # -- store --------------------------------------------------------------------------
+    redis_url: str | None = None  # None: the in-memory store (one process only)
+    queue: str = "default"  # Redis key space; instances sharing work share a queue name
     # -- leases -------------------------------------------------------------------------
     lease_ttl: float = 30.0
     heartbeat_interval: float = 10.0
@@ -75,6 +78,11 @@ class EndpointsConfig:
             raise ConfigurationError("submit_batch, max_body_size must be >= 1; max_wait >= 0")
         if self.default_timeout is not None and self.default_timeout <= 0:
             raise ConfigurationError("default_timeout must be > 0 or None")
+        if not self.queue or any(c in self.queue for c in "{}| "):
+            raise ConfigurationError(f"queue {self.queue!r}: use a non-empty name without "
+                                     "braces, spaces or '|'")
+        if "|" in self.instance_id or not self.instance_id:
+            raise ConfigurationError("instance_id must be non-empty and without '|'")
         for name in ("sensitive_headers", "persist_sensitive_headers"):
             lowered = frozenset(h.lower() for h in getattr(self, name))
             object.__setattr__(self, name, lowered)

@@ -104,7 +104,8 @@ class Runtime:
         pool = WorkerPool(cfg, self.handlers, self.held, credits, jobs_rx, out_tx, self._rng)
         writer = OutcomeWriter(self.store, self.held, out_rx, cfg.restart_backoff_max)
         keeper = LeaseKeeper(self.store, self.held, owner, cfg.lease_ttl, cfg.heartbeat_interval)
-        self._actors = {"intake": intake, "recovery": recovery}
+        events = _StoreEvents(self.store, self.held)
+        self._actors = {"intake": intake, "recovery": recovery, "store_events": events}
         if cfg.run_workers:
             self._actors |= {"dispatcher": dispatcher, "workers": pool, "outcomes": writer,
                              "lease_keeper": keeper}
@@ -212,6 +213,29 @@ class Runtime:
         stats["held_jobs"] = len(self.held)
         stats["store"] = dict(self.store.statistics())
         return stats
+
+
+@dataclasses.dataclass(slots=True)
+class _EventStats:
+    cancels_heard: int = 0
+    cancels_applied: int = 0
+
+
+@dataclasses.dataclass(slots=True)
+class _StoreEvents:
+    """Hears fleet-wide cancel requests and stops our handler of that job at once."""
+
+    store: JobStore
+    held: HeldJobs
+    stats: _EventStats = dataclasses.field(default_factory=_EventStats)
+
+    async def run(self) -> None:
+        await self.store.watch_events(self._on_cancel)
+
+    def _on_cancel(self, job_id: str) -> None:
+        self.stats.cancels_heard += 1
+        if self.held.cancel(job_id, CancelReason.USER):
+            self.stats.cancels_applied += 1
 
 
 @dataclasses.dataclass(slots=True)

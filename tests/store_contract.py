@@ -258,10 +258,10 @@ class StoreContract:
         await submit_one(store)
         [claimed] = await store.claim(OWNER, 1, TTL)
         assert claimed.job.id != queued.job.id  # a canceled job is never claimed
-        await store.finish([Fail(claimed.lease, ERROR, 5.0)])
+        await store.finish([Fail(claimed.lease, ERROR, 0.5)])
         scheduled = await store.cancel(claimed.job.id)
         assert scheduled is not None and scheduled.status is JobStatus.CANCELED
-        await trio.sleep(5.5)
+        await trio.sleep(0.7)
         await store.recover(limit=10)
         assert await store.claim(OWNER, 5, TTL) == []
         assert await store.cancel(str(uuid.uuid4())) is None

@@ -35,7 +35,8 @@ _UUID_CONVERTER = re.compile(r"<uuid:([^<>]+)>")
 class AsyncEndpoints:
     """Asynchronous request-reply endpoints for one Quart-Trio app.
 
-    ``store`` defaults to a ``MemoryStore``; ``config`` to ``EndpointsConfig()``.
+    ``store`` defaults to what ``config.redis_url`` says: a ``RedisStore`` on that URL, or
+    with no URL a ``MemoryStore``. ``config`` defaults to ``EndpointsConfig()``.
     """
 
     def __init__(
@@ -48,7 +49,8 @@ class AsyncEndpoints:
         title: str = "asyncendpoints-trio API",
     ) -> None:
         self.config = config or EndpointsConfig()
-        self.store: JobStore = store or MemoryStore(retention=self.config.retention)
+        self._store = store
+        self._owns_store = store is None
         self.handlers = HandlerRegistry()
         self.runtime: Runtime | None = None
         self.job_endpoint: str | None = None
@@ -60,6 +62,14 @@ class AsyncEndpoints:
         self.app: Quart | None = None
         if app is not None:
             self.init_app(app)
+
+    @property
+    def store(self) -> JobStore:
+        """The job store; made from the config on first use (the CLI may change the config
+        before serving, so this waits as long as it can)."""
+        if self._store is None:
+            self._store = make_store(self.config)
+        return self._store
 
     # ---- setup --------------------------------------------------------------------------
 
@@ -165,6 +175,8 @@ class AsyncEndpoints:
         if self.runtime is not None:
             self.runtime.stop()
             await self.runtime.wait_stopped()
+        if self._owns_store and self._store is not None:
+            await self._store.aclose()
 
     # ---- used by the routes ----------------------------------------------------------------
 
@@ -195,6 +207,15 @@ class AsyncEndpoints:
         if rule is not None and (rule.endpoint or "").startswith(_PREFIX + "."):
             return problem(exc.code or 500, exc.description, code=type(exc).__name__)
         return exc
+
+
+def make_store(config: EndpointsConfig) -> JobStore:
+    if config.redis_url:
+        from ..stores._redis import RedisStore
+
+        return RedisStore.from_url(config.redis_url, queue=config.queue,
+                                   retention=config.retention)
+    return MemoryStore(retention=config.retention)
 
 
 def endpoints_of(app: Quart) -> AsyncEndpoints:

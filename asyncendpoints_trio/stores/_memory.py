@@ -65,6 +65,7 @@ class MemoryStore:
         self._seq = 0
         self._counts: Counter[JobStatus] = Counter()
         self._fenced = 0
+        self._cancel_listeners: list[Callable[[str], None]] = []
 
     # ---- internal bookkeeping ------------------------------------------------------------
 
@@ -283,6 +284,8 @@ class MemoryStore:
         if job.status is _S.IN_PROGRESS:
             new = replace(job, cancel_requested=True, last_updated_at=wall)
             self._jobs[job_id] = new
+            for listener in list(self._cancel_listeners):
+                listener(job_id)
             return new
         new = replace(job, status=_S.CANCELED, completed_at=wall, last_updated_at=wall)
         self._put(job, new)
@@ -297,6 +300,13 @@ class MemoryStore:
         with trio.move_on_after(timeout):
             await event.wait()
         return self._jobs.get(job_id)
+
+    async def watch_events(self, on_cancel: Callable[[str], None]) -> None:
+        self._cancel_listeners.append(on_cancel)
+        try:
+            await trio.sleep_forever()
+        finally:
+            self._cancel_listeners.remove(on_cancel)
 
     async def recover(self, *, limit: int) -> RecoveryReport:
         await trio.lowlevel.checkpoint()

@@ -12,7 +12,7 @@ was reclaimed by someone else.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -141,6 +141,13 @@ class JobStore(Protocol):
 
     async def wait_for_terminal(self, job_id: str, timeout: float) -> Job | None:
         """The job once terminal, or as it stands after ``timeout`` seconds."""
+        ...
+
+    async def watch_events(self, on_cancel: Callable[[str], None]) -> None:
+        """Run until cancelled, calling ``on_cancel(job_id)`` when a running job's
+        cancellation is requested anywhere in the fleet. (Stores may use the same feed to
+        end long-polls early.) Heartbeat replies carry cancel requests too, so a missed
+        event only delays a cancellation, it never loses one."""
         ...
 
     async def recover(self, *, limit: int) -> RecoveryReport:

@@ -1,0 +1,306 @@
+"""``RedisStore``: jobs in Redis, shared by every instance of a fleet.
+
+Each state change is one Lua script (``lua/*.lua``), so a job is never half-written, and
+every script declares all the keys it touches, all under one hash tag per queue: the store
+is Redis Cluster-safe. Lease deadlines, retry due times and retention run on the Redis
+server's clock. See docs/pages/redis.md for the data layout and each script's contract.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+import trio
+
+from .._error_info import error_from_message
+from .._errors import IdempotencyConflict, QueueFull, StoreUnavailable
+from .._job import EMPTY_CONTEXT, HttpContext, Job, JobStatus
+from .._supervisor import backoff_delay
+from ..redis import RedisClient, Script
+from ._protocol import (
+    AckCancel,
+    Claimed,
+    Complete,
+    Fail,
+    HeartbeatReply,
+    Lease,
+    NewJob,
+    Outcome,
+    RecoveryReport,
+    Release,
+    Submitted,
+)
+
+log = logging.getLogger("asyncendpoints_trio.redis_store")
+
+_LUA = Path(__file__).with_name("lua")
+_LIB = (_LUA / "_lib.lua").read_text(encoding="utf-8")
+_SCRIPTS = {name: Script(_LIB + (_LUA / f"{name}.lua").read_text(encoding="utf-8"))
+            for name in ("submit", "claim", "heartbeat", "finish", "cancel", "recover", "get",
+                         "watch")}
+
+# Without a live subscription, long-polls re-read the job this often instead.
+_POLL_WITHOUT_EVENTS = 0.5
+_RECLAIM_ERROR = orjson.dumps(error_from_message(
+    "LeaseExpired", "the instance running this job stopped renewing its lease"))
+_EXPIRED_ERROR = orjson.dumps(error_from_message(
+    "LeaseExpired", "the instance running this job stopped renewing its lease, "
+    "and no retries were left"))
+
+
+def _seconds(ms: bytes) -> float | None:
+    return int(ms) / 1000 if ms else None
+
+
+def _job(job_id: str, snapshot: Sequence[Any]) -> Job | None:
+    record, data, result, error = snapshot
+    if record is None or data is None:
+        return None
+    st, tok, rt, mx, cn, cr, sa, co, up, owner, _ = record.split(b"|", 10)
+    name, context, payload = data.split(b"\0", 2)
+    return Job(
+        id=job_id,
+        name=name.decode(),
+        status=JobStatus(st.decode()),
+        payload=payload,
+        max_retries=int(mx),
+        created_at=int(cr) / 1000,
+        last_updated_at=int(up) / 1000,
+        retry_count=int(rt),
+        started_at=_seconds(sa),
+        completed_at=_seconds(co),
+        result=result,
+        error=orjson.loads(error) if error else None,
+        context=HttpContext.from_json_obj(orjson.loads(context)) if context else EMPTY_CONTEXT,
+        token=int(tok),
+        owner=owner.decode() or None,
+        cancel_requested=cn == b"1",
+    )
+
+
+def _data(new: NewJob) -> bytes:
+    context = b"" if new.context == EMPTY_CONTEXT else orjson.dumps(new.context.to_json_obj())
+    return new.name.encode() + b"\0" + context + b"\0" + new.payload
+
+
+class RedisStore:
+    """``queue`` names the key space (jobs of different queues never meet); ``retention``
+    is how long, in seconds, a finished job stays readable."""
+
+    def __init__(self, client: RedisClient, *, queue: str = "default",
+                 retention: float = 3600.0, owns_client: bool = False) -> None:
+        if not queue or any(c in queue for c in "{}"):
+            raise ValueError(f"bad queue name {queue!r}")
+        self.client = client
+        self.queue = queue
+        self.retention = retention
+        self._owns_client = owns_client
+        prefix = f"ae:{{{queue}}}:"
+        self._keys = [prefix + k for k in ("rec", "data", "out", "err", "queue", "scheduled",
+                                           "leases", "expiry", "idem", "wake", "watch")]
+        self._cancel_channel = prefix + "cancel"
+        self._done_channel = prefix + "done"
+        self._waiters: dict[str, set[trio.Event]] = {}  # long-polls, by job id
+        self._subscribed = False
+        self._next_due: float | None = None  # trio time a retry falls due, as last seen
+        self._fenced = 0
+        self._events_seen = 0
+
+    @classmethod
+    def from_url(cls, url: str, *, queue: str = "default", retention: float = 3600.0,
+                 **client_options: Any) -> RedisStore:
+        return cls(RedisClient.from_url(url, **client_options), queue=queue,
+                   retention=retention, owns_client=True)
+
+    async def _run(self, name: str, args: Sequence[str | bytes | int | float]) -> Any:
+        return await self.client.evalsha(_SCRIPTS[name], self._keys, [
+            a if isinstance(a, (bytes, str)) else str(a) for a in args])
+
+    @property
+    def _retention_ms(self) -> int:
+        return int(self.retention * 1000)
+
+    # ---- the store contract ----------------------------------------------------------------
+
+    async def submit(
+        self, jobs: Sequence[NewJob], *, max_queued: int | None = None
+    ) -> list[Submitted | Exception]:
+        args: list[str | bytes | int | float] = [-1 if max_queued is None else max_queued,
+                                                 len(jobs)]
+        for new in jobs:
+            args += [new.id, new.max_retries, _data(new), new.idempotency_key or "",
+                     new.fingerprint]
+        replies = await self._run("submit", args)
+        answers: list[Submitted | Exception] = []
+        for new, (code, value) in zip(jobs, replies, strict=True):
+            other = value.decode()
+            if code == 1:
+                created = int(value) / 1000
+                answers.append(Submitted(Job(
+                    id=new.id, name=new.name, status=JobStatus.QUEUED, payload=new.payload,
+                    max_retries=new.max_retries, created_at=created, last_updated_at=created,
+                    context=new.context), created=True))
+            elif code == 2:
+                existing = await self.get(other)
+                if existing is None:  # purged in between: the key is free again
+                    answers.extend(await self.submit([new], max_queued=max_queued))
+                else:
+                    answers.append(Submitted(existing, created=False))
+            elif code == 3:
+                answers.append(IdempotencyConflict(new.idempotency_key or new.id, other))
+            else:
+                answers.append(QueueFull(f"the queue holds {max_queued} jobs"))
+        return answers
+
+    async def get(self, job_id: str) -> Job | None:
+        return _job(job_id, await self._run("get", [job_id]))
+
+    async def claim(self, owner: str, limit: int, lease_ttl: float) -> list[Claimed]:
+        claimed, next_due_ms = await self._run("claim", [owner, limit, int(lease_ttl * 1000)])
+        self._note_next_due(int(next_due_ms))
+        found: list[Claimed] = []
+        for raw_id, record, data, error in claimed:
+            job_id = raw_id.decode()
+            job = _job(job_id, (record, data, None, error))
+            assert job is not None
+            found.append(Claimed(job, Lease(job_id, job.token)))
+        return found
+
+    def _note_next_due(self, in_ms: int) -> None:
+        self._next_due = None if in_ms < 0 else trio.current_time() + in_ms / 1000
+
+    async def wait_for_work(self, timeout: float) -> None:
+        if self._next_due is not None:
+            timeout = min(timeout, self._next_due - trio.current_time())
+        if timeout < 0.001:  # BLPOP reads 0 as "forever"
+            await trio.lowlevel.checkpoint()
+            return
+        await self.client.blocking("BLPOP", self._keys[9], timeout=timeout)
+
+    async def heartbeat(
+        self, owner: str, leases: Sequence[Lease], lease_ttl: float
+    ) -> HeartbeatReply:
+        args: list[str | bytes | int | float] = [owner, int(lease_ttl * 1000), len(leases)]
+        for lease in leases:
+            args += [lease.job_id, lease.token]
+        lost, cancel = await self._run("heartbeat", args)
+        return HeartbeatReply(lost=frozenset(i.decode() for i in lost),
+                              cancel_requested=frozenset(i.decode() for i in cancel))
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        args: list[str | bytes | int | float] = [self._retention_ms, self._done_channel,
+                                                 len(outcomes)]
+        retry_soonest: float | None = None
+        for o in outcomes:
+            lease = o.lease
+            if isinstance(o, Complete):
+                args += ["C", lease.job_id, lease.token, o.result, 0]
+            elif isinstance(o, Fail):
+                body = orjson.dumps(o.error)
+                if o.retry_delay is None:
+                    args += ["F", lease.job_id, lease.token, body, 0]
+                else:
+                    args += ["R", lease.job_id, lease.token, body, int(o.retry_delay * 1000)]
+                    retry_soonest = min(retry_soonest or o.retry_delay, o.retry_delay)
+            elif isinstance(o, Release):
+                args += ["L", lease.job_id, lease.token, "", 0]
+            else:
+                assert isinstance(o, AckCancel)
+                args += ["X", lease.job_id, lease.token, "", 0]
+        applied = [bool(a) for a in await self._run("finish", args)]
+        self._fenced += applied.count(False)
+        if retry_soonest is not None:
+            due = trio.current_time() + retry_soonest
+            self._next_due = due if self._next_due is None else min(self._next_due, due)
+        return applied
+
+    async def cancel(self, job_id: str) -> Job | None:
+        snapshot = await self._run("cancel", [job_id, self._retention_ms, self._cancel_channel,
+                                              self._done_channel])
+        return None if snapshot is None else _job(job_id, snapshot)
+
+    async def wait_for_terminal(self, job_id: str, timeout: float) -> Job | None:
+        if timeout <= 0:
+            return await self.get(job_id)
+        waiters = self._waiters.setdefault(job_id, set())
+        event = trio.Event()
+        waiters.add(event)
+        try:
+            # Registered before the read, so an end between the two still wakes us.
+            job = _job(job_id, await self._run("watch", [job_id, int((timeout + 5) * 1000)]))
+            deadline = trio.current_time() + timeout
+            while job is not None and not job.is_terminal:
+                remaining = deadline - trio.current_time()
+                if remaining <= 0:
+                    break
+                wait = remaining if self._subscribed else min(remaining, _POLL_WITHOUT_EVENTS)
+                with trio.move_on_after(wait):
+                    await event.wait()
+                if event.is_set() or not self._subscribed:
+                    waiters.discard(event)
+                    event = trio.Event()
+                    waiters.add(event)
+                    job = await self.get(job_id)
+            return job
+        finally:
+            waiters.discard(event)
+            if not waiters:
+                self._waiters.pop(job_id, None)
+
+    async def watch_events(self, on_cancel: Callable[[str], None]) -> None:
+        """Deliver cancel requests and job ends as they happen (pub/sub), resubscribing
+        after a cut link. Runs until cancelled."""
+        failures = 0
+        while True:
+            try:
+                async with self.client.subscribe(self._cancel_channel,
+                                                  self._done_channel) as subscription:
+                    self._subscribed = True
+                    failures = 0
+                    self._wake_all_waiters()  # ends may have passed while we were away
+                    async for channel, data in subscription:
+                        self._events_seen += 1
+                        job_id = data.decode()
+                        if channel == self._cancel_channel.encode():
+                            on_cancel(job_id)
+                        else:
+                            for event in self._waiters.get(job_id, ()):
+                                event.set()
+            except StoreUnavailable as exc:
+                failures += 1
+                log.warning("event subscription lost (%s); resubscribing", exc)
+            finally:
+                self._subscribed = False
+            await trio.sleep(backoff_delay(failures, 5.0))
+
+    def _wake_all_waiters(self) -> None:
+        for events in self._waiters.values():
+            for event in events:
+                event.set()
+
+    async def recover(self, *, limit: int) -> RecoveryReport:
+        reclaimed, failed, promoted, purged = await self._run(
+            "recover", [limit, self._retention_ms, self._done_channel, _RECLAIM_ERROR,
+                        _EXPIRED_ERROR])
+        return RecoveryReport(reclaimed=reclaimed, expired_failed=failed, promoted=promoted,
+                              purged=purged)
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self.client.aclose()
+        else:
+            await trio.lowlevel.checkpoint()
+
+    def statistics(self) -> Mapping[str, Any]:
+        return {
+            "queue": self.queue,
+            "fenced_writes": self._fenced,
+            "subscribed": self._subscribed,
+            "events_seen": self._events_seen,
+            "long_polls": sum(len(events) for events in self._waiters.values()),
+            "client": self.client.statistics(),
+        }

@@ -1,0 +1,20 @@
+-- Cancel a job: a waiting one at once, a running one by request (its owner hears through
+-- the cancel channel now, or its next heartbeat). ARGV: id, retention_ms, cancel_channel,
+-- done_channel. Reply: the job's snapshot after the change, or nil when there is no job.
+local now = now_ms()
+local id, retention_ms = ARGV[1], tonumber(ARGV[2])
+local r = get_record(id)
+if not r then return nil end
+if r.st == 'Queued' or r.st == 'Scheduled' then
+  redis.call('LREM', KEYS[5], 1, id)
+  r.st = 'Canceled'
+  r.up = ms(now)
+  terminal(id, r, now, retention_ms, ARGV[4])
+  redis.call('HSET', KEYS[1], id, enc(r))
+elseif r.st == 'InProgress' and r.cn ~= '1' then
+  r.cn = '1'
+  r.up = ms(now)
+  redis.call('HSET', KEYS[1], id, enc(r))
+  redis.call('PUBLISH', ARGV[3], id)
+end
+return snapshot(id)

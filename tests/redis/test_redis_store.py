@@ -1,0 +1,65 @@
+"""The store contract against RedisStore on a real redis-server, plus Redis-only checks."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from asyncendpoints_trio import TRANSITIONS
+from asyncendpoints_trio.stores._redis import RedisStore
+
+from ..store_contract import StoreContract, new_job, submit_one
+from .conftest import fast_settings
+
+LUA = Path(__file__).resolve().parents[2] / "asyncendpoints_trio" / "stores" / "lua"
+
+
+@pytest.fixture
+def clock() -> None:
+    return None  # real time: the Redis server's clock runs the leases
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[RedisStore]:
+    from asyncendpoints_trio.redis import RedisClient
+
+    client = RedisClient(fast_settings(redis_url))
+    # A queue of this test's own: tests share one server without meeting.
+    store = RedisStore(client, queue=f"t-{uuid.uuid4().hex[:10]}", retention=1.0,
+                       owns_client=True)
+    yield store
+    keys = await client.execute("KEYS", f"ae:{{{store.queue}}}:*")
+    if keys:
+        await client.execute("DEL", *keys)
+    await store.aclose()
+
+
+class TestRedisStore(StoreContract):
+    pass
+
+
+async def test_every_key_shares_one_hash_tag(store: RedisStore) -> None:
+    await submit_one(store, new_job(key="k"))
+    await store.claim("a", 1, 5.0)
+    keys = [k.decode() for k in await store.client.execute("KEYS", f"*{store.queue}*")]
+    assert len(keys) >= 4
+    assert all(k.startswith(f"ae:{{{store.queue}}}:") for k in keys), keys
+
+
+def test_lua_scripts_follow_the_transition_table() -> None:
+    """Per script, every status it guards on may move to every status it sets, and the
+    scripts together implement every edge of TRANSITIONS."""
+    allowed = {(old.value, new.value) for old, news in TRANSITIONS.items() for new in news}
+    implemented: set[tuple[str, str]] = set()
+    for path in LUA.glob("*.lua"):
+        text = path.read_text()
+        guards = set(re.findall(r"r\.st (?:==|~=) '(\w+)'", text))
+        targets = set(re.findall(r"r\.st = '(\w+)'", text))
+        pairs = {(g, t) for g in guards for t in targets}
+        assert pairs <= allowed, f"{path.name}: {sorted(pairs - allowed)}"
+        implemented |= pairs
+    assert implemented == allowed
