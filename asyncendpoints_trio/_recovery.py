@@ -15,6 +15,10 @@ from .stores._protocol import JobStore, RecoveryReport
 
 log = logging.getLogger("asyncendpoints_trio.recovery")
 
+# A deadline is only expired once the store's clock is past it; a little slack saves a
+# sweep that would come a hair too early and find nothing.
+_SLACK = 0.005
+
 
 @dataclass(slots=True)
 class RecoveryStats:
@@ -37,8 +41,14 @@ class Recovery:
             report = await self.sweep_once()
             full = max(report.reclaimed + report.expired_failed, report.promoted,
                        report.purged) >= self.batch
-            if not full:
-                await trio.sleep(self.interval)
+            if full:
+                continue
+            pause = self.interval
+            if report.next_in is not None:
+                # Wake when the earliest lease may expire (or retry fall due), so a dead
+                # instance's jobs come back within one lease TTL, not TTL + interval.
+                pause = min(pause, report.next_in + _SLACK)
+            await trio.sleep(pause)
 
     async def sweep_once(self) -> RecoveryReport:
         report = await self.store.recover(limit=self.batch)

@@ -345,8 +345,10 @@ class MemoryStore:
                 failed += 1
         promoted = self._promote_due(now, limit)
         purged = self._purge(now, limit)
+        upcoming = [heap[0][0] for heap in (self._leases, self._scheduled) if heap]
         return RecoveryReport(
-            reclaimed=reclaimed, expired_failed=failed, promoted=promoted, purged=purged
+            reclaimed=reclaimed, expired_failed=failed, promoted=promoted, purged=purged,
+            next_in=max(0.0, min(upcoming) - now) if upcoming else None,
         )
 
     async def aclose(self) -> None:

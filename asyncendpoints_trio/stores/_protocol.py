@@ -94,6 +94,9 @@ class RecoveryReport:
     expired_failed: int = 0  # expired leases whose job had no retries left
     promoted: int = 0  # Scheduled jobs whose delay ended
     purged: int = 0  # terminal jobs past their retention
+    # Seconds until the earliest lease deadline or retry due time, if any: when the next
+    # sweep has work. Lets recovery reclaim within a lease TTL without polling fast.
+    next_in: float | None = None
     extra: Mapping[str, int] = field(default_factory=dict)
 
 

@@ -283,11 +283,12 @@ class RedisStore:
                 event.set()
 
     async def recover(self, *, limit: int) -> RecoveryReport:
-        reclaimed, failed, promoted, purged = await self._run(
+        reclaimed, failed, promoted, purged, next_in_ms = await self._run(
             "recover", [limit, self._retention_ms, self._done_channel, _RECLAIM_ERROR,
                         _EXPIRED_ERROR])
         return RecoveryReport(reclaimed=reclaimed, expired_failed=failed, promoted=promoted,
-                              purged=purged)
+                              purged=purged,
+                              next_in=None if next_in_ms < 0 else next_in_ms / 1000)
 
     async def aclose(self) -> None:
         if self._owns_client:

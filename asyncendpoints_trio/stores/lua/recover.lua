@@ -1,7 +1,8 @@
 -- Sweep: reclaim expired leases, promote due retries, purge terminal jobs past retention.
 -- Bounded by `limit` per kind; idempotent; safe on every instance at once.
 -- ARGV: limit, retention_ms, done_channel, error JSON for a reclaim, for a final failure.
--- Reply: {reclaimed, expired_failed, promoted, purged}.
+-- Reply: {reclaimed, expired_failed, promoted, purged, ms until the next lease deadline or
+-- retry due time (-1: none)}.
 local now = now_ms()
 local limit, retention_ms, done_channel = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local reclaimed, failed = 0, 0
@@ -51,4 +52,12 @@ for _, id in ipairs(old) do
   purged = purged + 1
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[11], '-inf', now)
-return {reclaimed, failed, promoted, purged}
+local next_in = -1
+for _, key in ipairs({KEYS[7], KEYS[6]}) do
+  local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+  if first[2] then
+    local due = math.max(0, tonumber(first[2]) - now)
+    if next_in < 0 or due < next_in then next_in = due end
+  end
+end
+return {reclaimed, failed, promoted, purged, next_in}

@@ -1,0 +1,319 @@
+"""Several real instances (OS processes) on one real redis-server: crash, zombie, restarts.
+
+Each instance is our CLI (``serve`` or ``worker``) on a private redis-server. Handlers
+announce their starts on a Redis channel, so the tests wait for events, never sleep.
+"""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+import trio
+
+from asyncendpoints_trio import JobStatus, StoreUnavailable
+from asyncendpoints_trio.redis import RedisClient
+from asyncendpoints_trio.stores._protocol import NewJob
+from asyncendpoints_trio.stores._redis import RedisStore
+from tests._processes import Service, cli_process
+from tests._redis_server import RedisServer
+
+pytestmark = pytest.mark.slow
+
+APP = "tests.apps.fleet_app:app"
+TTL = 2.0
+HEARTBEAT = 0.5
+
+
+@dataclass
+class Started:
+    job_id: str
+    pid: int
+    at: float  # trio time the test heard of it
+
+
+@dataclass
+class EventLog:
+    started: list[Started] = field(default_factory=list)
+    _changed: trio.Event = field(default_factory=trio.Event)
+
+    async def listen(self, url: str, *, task_status: trio.TaskStatus[None]) -> None:
+        async with RedisClient.from_url(url) as redis:
+            while True:  # tests restart the server: subscribe again when it comes back
+                try:
+                    async with redis.subscribe("fleet:events") as sub:
+                        task_status.started()
+                        task_status = trio.TASK_STATUS_IGNORED
+                        async for _, data in sub:
+                            self._record(data)
+                except StoreUnavailable:
+                    await trio.sleep(0.1)  # a reconnect pause, not synchronisation
+
+    def _record(self, data: bytes) -> None:
+        what, job_id, pid = data.decode().split()
+        if what == "started":
+            self.started.append(Started(job_id, int(pid), trio.current_time()))
+            self._changed.set()
+            self._changed = trio.Event()
+
+    async def wait_until(self, ready: Callable[[list[Started]], bool]) -> None:
+        while not ready(self.started):
+            await self._changed.wait()
+
+
+@asynccontextmanager
+async def fleet(server: RedisServer) -> AsyncIterator[tuple[AsyncExitStack, EventLog,
+                                                             RedisStore]]:
+    """Event listener outermost, then the store and whatever instances the test starts:
+    they close in reverse order, instances first."""
+    log = EventLog()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(log.listen, server.url)
+        try:
+            async with AsyncExitStack() as stack:
+                store = await stack.enter_async_context(fleet_store(server))
+                yield stack, log, store
+        finally:
+            nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def fleet_store(server: RedisServer) -> AsyncIterator[RedisStore]:
+    store = RedisStore.from_url(server.url, connect_timeout=1, read_timeout=2)
+    try:
+        yield store
+    finally:
+        await store.aclose()
+
+
+def instance(kind: str, server: RedisServer, *extra: str) -> object:
+    args = [kind, APP, "--redis-url", server.url, "--lease-ttl", str(TTL), "--heartbeat",
+            str(HEARTBEAT), "--log-level", "INFO"]
+    if kind == "serve":
+        args += ["--bind", "127.0.0.1:0"]
+    return cli_process([*args, *extra], env={"FLEET_EVENTS_URL": server.url},
+                       ready=None if kind == "worker" else b"Running on")
+
+
+async def ready(service: Service) -> None:
+    with trio.fail_after(30):
+        await service.wait_for_output(b"started:")
+
+
+def work(seconds: float, key: str | None = None) -> NewJob:
+    return NewJob(id=str(uuid.uuid4()), name="Work", payload=str(seconds).encode(),
+                  max_retries=3, idempotency_key=key, fingerprint=str(seconds))
+
+
+async def terminal(store: RedisStore, job_id: str, within: float = 30.0) -> object:
+    with trio.fail_after(within):
+        while True:
+            job = await store.wait_for_terminal(job_id, within)
+            assert job is not None
+            if job.is_terminal:
+                return job
+
+
+@pytest.fixture
+def server() -> object:
+    with RedisServer(aof=True) as server:
+        yield server
+
+
+async def test_crashed_instance_jobs_complete_on_a_survivor(server: RedisServer) -> None:
+    async with fleet(server) as (stack, log, store):
+        doomed = await stack.enter_async_context(instance("worker", server))
+        await ready(doomed)
+        ids = [a.job.id for a in await store.submit([work(30.0) for _ in range(4)])]
+        with trio.fail_after(20):
+            await log.wait_until(lambda s: len({e.job_id for e in s}) == 4)
+        survivor = await stack.enter_async_context(instance("worker", server))
+        await ready(survivor)
+        for e in log.started:
+            assert e.pid == doomed.process.pid
+        # The doomed instance holds all four, mid-run. Kill it without a chance to clean up.
+        doomed.process.kill()
+        killed_at = trio.current_time()
+        with trio.fail_after(TTL + HEARTBEAT + 10):
+            await log.wait_until(lambda s: len(s) == 8)
+        latencies = [e.at - killed_at for e in log.started[4:]]
+        assert {e.pid for e in log.started[4:]} == {survivor.process.pid}
+        print(f"\nreclaim latency after kill -9: max {max(latencies):.2f}s, "
+              f"min {min(latencies):.2f}s (lease TTL {TTL}s, heartbeat {HEARTBEAT}s)")
+        # A functional bound, not a speed test: within a TTL and a heartbeat, plus slack
+        # for a loaded machine.
+        assert max(latencies) <= TTL + HEARTBEAT + 1.5
+        for job_id in ids:
+            await store.cancel(job_id)  # the 30 s jobs have made their point
+        for job_id in ids:
+            job = await terminal(store, job_id)
+            assert job.status is JobStatus.CANCELED  # type: ignore[attr-defined]
+            assert job.retry_count == 1  # type: ignore[attr-defined]
+    assert "started:" in survivor.text
+
+
+async def test_no_job_lost_when_an_instance_dies_under_load(server: RedisServer) -> None:
+    async with fleet(server) as (stack, _, store):
+        a = await stack.enter_async_context(instance("worker", server))
+        b = await stack.enter_async_context(instance("worker", server))
+        await ready(a)
+        await ready(b)
+        ids: list[str] = []
+        for _ in range(10):
+            ids += [s.job.id for s in await store.submit([work(0.05) for _ in range(20)])]
+        a.process.kill()
+        ids += [s.job.id for s in await store.submit([work(0.01) for _ in range(50)])]
+        statuses = [(await terminal(store, i, 60)).status for i in ids]  # type: ignore[attr-defined]
+    assert statuses == [JobStatus.COMPLETED] * len(ids)
+
+
+async def test_zombie_writes_are_refused(server: RedisServer) -> None:
+    async with fleet(server) as (stack, log, store):
+        zombie = await stack.enter_async_context(instance("worker", server))
+        await ready(zombie)
+        [submitted] = await store.submit([work(TTL * 2)])
+        job_id = submitted.job.id
+        with trio.fail_after(20):
+            await log.wait_until(lambda s: len(s) == 1)
+        zombie.process.send_signal(signal.SIGSTOP)
+        peer = await stack.enter_async_context(instance("worker", server))
+        await ready(peer)
+        done = await terminal(store, job_id, 30)
+        assert done.result is not None  # type: ignore[attr-defined]
+        assert f'"pid":{peer.process.pid}'.encode() in done.result  # type: ignore[attr-defined]
+        zombie.process.send_signal(signal.SIGCONT)
+        with trio.fail_after(20):
+            # Woken, it learns at its next renewal (or write) that the lease is gone.
+            await zombie.wait_for_output(b"refused")
+        after = await store.get(job_id)
+        assert after is not None and after.result == done.result  # type: ignore[attr-defined]
+        assert after.status is JobStatus.COMPLETED
+
+
+async def test_long_job_is_not_reclaimed_while_its_instance_lives(server: RedisServer) -> None:
+    async with fleet(server) as (stack, log, store):
+        a = await stack.enter_async_context(instance("worker", server))
+        b = await stack.enter_async_context(instance("worker", server))
+        await ready(a)
+        await ready(b)
+        [submitted] = await store.submit([work(TTL * 3)])
+        job = await terminal(store, submitted.job.id, 30)
+        assert job.status is JobStatus.COMPLETED  # type: ignore[attr-defined]
+        assert job.retry_count == 0  # type: ignore[attr-defined]
+        assert len(log.started) == 1  # one run, never a second
+
+
+async def test_redis_restart_mid_run(server: RedisServer) -> None:
+    async with fleet(server) as (stack, _, store):
+        a = await stack.enter_async_context(instance("serve", server))
+        await ready(a)
+        client = await stack.enter_async_context(httpx.AsyncClient(base_url=a.url))
+        before = [(await client.post("/work", json=0.5)).json()["id"] for _ in range(5)]
+        server.restart()  # AOF on: what was acknowledged survives
+        with trio.fail_after(30):
+            while True:  # the instance's own backoff decides when it is back
+                response = await client.post("/work", json=0.01)
+                if response.status_code == 202:
+                    break
+                assert response.status_code == 503
+                await client.get(f"/jobs/{before[0]}", params={"wait": 0.2})
+        after = [(await client.post("/work", json=0.01)).json()["id"] for _ in range(5)]
+        for job_id in before + after:
+            job = await terminal(store, job_id, 30)
+            assert job.status is JobStatus.COMPLETED  # type: ignore[attr-defined]
+
+
+async def test_redis_down_answers_503_and_writes_nothing_half(server: RedisServer) -> None:
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(instance("serve", server, "--no-workers"))
+        await ready(a)
+        client = await stack.enter_async_context(httpx.AsyncClient(base_url=a.url))
+        accepted = [(await client.post("/work", json=1)).json()["id"] for _ in range(3)]
+        server.stop()
+        for _ in range(5):
+            response = await client.post("/work", json=1)
+            assert response.status_code == 503
+            assert response.headers["content-type"] == "application/problem+json"
+            assert int(response.headers["retry-after"]) >= 1
+        server.start()
+        async with RedisClient.from_url(server.url) as redis:
+            prefix = "ae:{default}:"
+            records = await redis.execute("HLEN", prefix + "rec")
+            data = await redis.execute("HLEN", prefix + "data")
+            queued = await redis.execute("LRANGE", prefix + "queue", 0, -1)
+        assert records == data == len(accepted)
+        assert sorted(q.decode() for q in queued) == sorted(accepted)
+
+
+async def test_idempotent_submits_on_two_instances_make_one_job(server: RedisServer) -> None:
+    async with AsyncExitStack() as stack:
+        a = await stack.enter_async_context(instance("serve", server, "--no-workers"))
+        b = await stack.enter_async_context(instance("serve", server, "--no-workers"))
+        await ready(a)
+        await ready(b)
+        clients = [await stack.enter_async_context(httpx.AsyncClient(base_url=s.url))
+                   for s in (a, b)]
+        ids: list[str] = []
+
+        async def submit(client: httpx.AsyncClient) -> None:
+            response = await client.post("/work", json=1, headers={"Idempotency-Key": "once"})
+            assert response.status_code == 202
+            ids.append(response.json()["id"])
+
+        async with trio.open_nursery() as nursery:
+            for i in range(20):
+                nursery.start_soon(submit, clients[i % 2])
+        assert len(ids) == 20 and len(set(ids)) == 1
+
+
+async def test_cancel_reaches_the_owning_instance(server: RedisServer) -> None:
+    async with fleet(server) as (stack, log, _store):
+        api = await stack.enter_async_context(instance("serve", server, "--no-workers"))
+        runner = await stack.enter_async_context(instance("worker", server))
+        await ready(api)
+        await ready(runner)
+        client = await stack.enter_async_context(httpx.AsyncClient(base_url=api.url))
+        location = (await client.post("/work", json=60)).headers["location"]
+        with trio.fail_after(20):
+            await log.wait_until(lambda s: len(s) == 1)
+        asked_at = trio.current_time()
+        response = await client.delete(location)
+        assert response.status_code == 202 and response.json()["cancelRequested"]
+        body = (await client.get(location, params={"wait": 10})).json()
+        took = trio.current_time() - asked_at
+        assert body["status"] == "Canceled"
+        print(f"\ncancel reached the other instance and ended the job in {took * 1000:.0f} ms "
+              f"(heartbeat {HEARTBEAT}s)")
+        assert took < HEARTBEAT + 2.0  # pub/sub: well inside a heartbeat on a quiet machine
+
+
+async def command_counts(server: RedisServer) -> dict[str, int]:
+    """Calls per command, as the server counts them: commands run inside Lua scripts
+    count too, so this is stricter than counting the instance's round trips."""
+    async with RedisClient.from_url(server.url) as redis:
+        info = (await redis.execute("INFO", "commandstats")).decode()
+    return {line.split(":", 1)[0].removeprefix("cmdstat_"):
+            int(line.split("calls=", 1)[1].split(",", 1)[0])
+            for line in info.splitlines() if line.startswith("cmdstat_")}
+
+
+async def test_idle_instance_costs_redis_few_commands(server: RedisServer) -> None:
+    window = 6.0
+    async with fleet(server) as (stack, _, _store):
+        idle = await stack.enter_async_context(instance("serve", server))
+        await ready(idle)
+        before = await command_counts(server)
+        await trio.sleep(window)  # the quantity measured is what happens during idle time
+        after = await command_counts(server)
+    delta = {k: v - before.get(k, 0) for k, v in after.items() if v > before.get(k, 0)}
+    delta["info"] -= 1  # our own
+    executed = sum(delta.values())
+    sent = sum(delta.get(k, 0) for k in ("evalsha", "blpop", "ping", "subscribe"))
+    print(f"\nidle instance over {window:.0f}s: {sent / window:.2f} commands/s sent, "
+          f"{executed / window:.2f}/s executed by Redis (scripts' inner calls included)")
+    assert executed / window <= 5.0
