@@ -43,15 +43,18 @@ class Dispatcher:
             # Shielded: a claim on its way to the store finishes even when we are stopped,
             # so the jobs it took are held here (and released on drain), not stranded
             # until their leases expire. The store's own timeouts bound it.
+            asked = self.credits.free
             with trio.CancelScope(shield=True):
-                claimed = await self.store.claim(self.owner, self.credits.free, self.lease_ttl)
+                claimed = await self.store.claim(self.owner, asked, self.lease_ttl)
             self.stats.claims += 1
             if not claimed:
                 self.stats.empty_claims += 1
-                await self.store.wait_for_work(IDLE_WAIT)
-                continue
             self.stats.claimed_jobs += len(claimed)
             self.credits.take(len(claimed))
             for item in claimed:
                 # Never blocks: the channel's buffer equals the total credit.
                 self.send.send_nowait(self.held.add(item))
+            if len(claimed) < asked:
+                # The queue ran dry: claiming again before a wake-up would only come back
+                # empty (a round trip per job on a lightly loaded Redis).
+                await self.store.wait_for_work(IDLE_WAIT)
