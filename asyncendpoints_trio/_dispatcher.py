@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from ._actor import Actor
 from ._credits import Credits
 from ._held import HeldJob, HeldJobs
 from .stores._protocol import JobStore
@@ -27,7 +28,7 @@ class DispatcherStats:
 
 
 @dataclass(slots=True)
-class Dispatcher:
+class Dispatcher(Actor):
     store: JobStore
     held: HeldJobs
     credits: Credits

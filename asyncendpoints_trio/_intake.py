@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from ._actor import Actor
 from ._errors import StoreError
 from .stores._protocol import JobStore, NewJob, Submitted
 
@@ -50,7 +51,7 @@ class IntakeStats:
 
 
 @dataclass(slots=True)
-class Intake:
+class Intake(Actor):
     store: JobStore
     receive: trio.MemoryReceiveChannel[Submission]
     batch_limit: int

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from ._actor import Actor
 from ._errors import StoreError
 from ._held import CancelReason, HeldJobs
 from .stores._protocol import JobStore
@@ -31,7 +32,7 @@ class LeaseStats:
 
 
 @dataclass(slots=True)
-class LeaseKeeper:
+class LeaseKeeper(Actor):
     store: JobStore
     held: HeldJobs
     owner: str

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from ._actor import Actor
 from ._errors import StoreError
 from ._held import HeldJobs
 from ._supervisor import backoff_delay
@@ -32,7 +33,7 @@ class OutcomeStats:
 
 
 @dataclass(slots=True)
-class OutcomeWriter:
+class OutcomeWriter(Actor):
     store: JobStore
     held: HeldJobs
     receive: trio.MemoryReceiveChannel[Outcome]

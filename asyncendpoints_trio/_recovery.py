@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from ._actor import Actor
 from .stores._protocol import JobStore, RecoveryReport
 
 log = logging.getLogger("asyncendpoints_trio.recovery")
@@ -30,7 +31,7 @@ class RecoveryStats:
 
 
 @dataclass(slots=True)
-class Recovery:
+class Recovery(Actor):
     store: JobStore
     interval: float
     batch: int

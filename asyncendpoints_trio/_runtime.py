@@ -19,6 +19,7 @@ from typing import Any
 
 import trio
 
+from ._actor import Actor
 from ._config import EndpointsConfig
 from ._credits import Credits
 from ._dispatcher import Dispatcher
@@ -61,7 +62,7 @@ class Runtime:
         self._stopped = trio.Event()
         self._started = False
         self._health: dict[str, ActorHealth] = {}
-        self._actors: dict[str, Any] = {}
+        self._actors: dict[str, Actor] = {}
         self.held = HeldJobs()
 
     # ---- lifecycle --------------------------------------------------------------------------
@@ -208,7 +209,7 @@ class Runtime:
 
     def statistics(self) -> dict[str, Any]:
         stats: dict[str, Any] = {
-            name: dataclasses.asdict(actor.stats) for name, actor in self._actors.items()
+            name: actor.statistics() for name, actor in self._actors.items()
         }
         stats["held_jobs"] = len(self.held)
         stats["store"] = dict(self.store.statistics())
@@ -222,7 +223,7 @@ class _EventStats:
 
 
 @dataclasses.dataclass(slots=True)
-class _StoreEvents:
+class _StoreEvents(Actor):
     """Hears fleet-wide cancel requests and stops our handler of that job at once."""
 
     store: JobStore

@@ -10,6 +10,7 @@ from typing import Any
 import trio
 from pydantic import ValidationError
 
+from ._actor import Actor
 from ._config import EndpointsConfig
 from ._context import AsyncContext
 from ._credits import Credits
@@ -41,7 +42,7 @@ class WorkerStats:
 
 
 @dataclass(slots=True)
-class WorkerPool:
+class WorkerPool(Actor):
     config: EndpointsConfig
     handlers: HandlerRegistry
     held: HeldJobs

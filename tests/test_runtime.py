@@ -351,3 +351,17 @@ async def test_submit_after_stop_is_refused(autojump_clock: trio.testing.MockClo
         pass
     with pytest.raises(NotAccepting):
         await rt.submit(new("Add", {"a": 1, "b": 1}))
+
+
+async def test_every_actor_reports_statistics(autojump_clock: trio.testing.MockClock) -> None:
+    async with running(registry(Add=add)) as rt:
+        job = await wait_terminal(rt, (await rt.submit(new("Add", {"a": 1, "b": 1}))).job.id)
+        stats = rt.statistics()
+        health = rt.health()
+    assert job.status is JobStatus.COMPLETED
+    assert set(stats) >= {"intake", "dispatcher", "workers", "outcomes", "lease_keeper",
+                          "recovery", "store_events", "store", "held_jobs"}
+    assert stats["intake"]["submitted"] == 1 and stats["outcomes"]["written"] == 1
+    assert stats["dispatcher"]["claimed_jobs"] == 1 and stats["workers"]["succeeded"] == 1
+    assert all(a["state"] == "running" for a in health["actors"].values())
+    assert health["accepting"] is True

@@ -190,6 +190,13 @@ class AsyncEndpoints:
             return await self.store.cancel(job_id)
         return await self.runtime.cancel(job_id)
 
+    def health(self) -> dict[str, Any]:
+        """Is the runtime accepting work, and how is each actor doing (state, restarts,
+        last error)? Serve it from a route of your own if your platform probes health."""
+        if self.runtime is None:
+            return {"accepting": False, "actors": {}}
+        return self.runtime.health()
+
     def statistics(self) -> dict[str, Any]:
         if self.runtime is None:
             return {"store": dict(self.store.statistics())}
