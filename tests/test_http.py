@@ -404,3 +404,15 @@ async def test_graceful_drain_through_server_shutdown() -> None:
             await app.extensions["events"]["started"].wait()
     job = await endpoints.store.get(location.rsplit("/", 1)[1])
     assert job is not None and job.status == "Queued" and job.retry_count == 0
+
+
+async def test_idempotency_compares_requests_not_bytes() -> None:
+    app, endpoints = make_app(EndpointsConfig(run_workers=False, shutdown_grace=1))
+    async with client_for(app) as client:
+        one = await client.post("/orders", content=b'{"item":"a","quantity":1}',
+                                headers={**JSON, "Idempotency-Key": "same"})
+        two = await client.post("/orders", content=b'{ "quantity": 1,\n "item": "a" }',
+                                headers={**JSON, "Idempotency-Key": "same"})
+        assert one.status_code == two.status_code == 202
+        assert one.json()["id"] == two.json()["id"]
+    assert endpoints.store.statistics()["jobs"] == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -66,39 +67,47 @@ def validate(adapter: TypeAdapter[Any], body: bytes) -> Any:
                       code="ValidationFailed", errors=fields) from None
 
 
-def http_context(request: Request, config: EndpointsConfig) -> HttpContext:
+@dataclass(frozen=True, slots=True)
+class RequestMeta:
+    """What a submit needs from the request besides its body, read in one pass."""
+
+    context: HttpContext  # sensitive headers removed: this is what gets stored
+    every_header: tuple[tuple[str, str], ...]  # for the pre-queue hook
+    idempotency_key: str | None
+    job_id: str
+
+
+def read_meta(request: Request, config: EndpointsConfig) -> RequestMeta:
     drop = config.sensitive_headers - config.persist_sensitive_headers
-    headers = tuple(
-        (name.lower(), value)
-        for name, value in request.headers.items()
-        if name.lower() not in drop
+    every = tuple((name.lower(), value) for name, value in request.headers.items())
+    found: dict[str, str] = {}
+    for name, value in every:
+        if name in IDEMPOTENCY_HEADERS and value and name not in found:
+            found[name] = value
+    key = found.get("idempotency-key") or found.get("x-async-request-id")
+    if key is not None and len(key) > 255:
+        header = "Idempotency-Key" if "idempotency-key" in found else "X-Async-Request-Id"
+        raise Problem(400, detail=f"{header} is longer than 255 characters",
+                      code="BadIdempotencyKey")
+    context = HttpContext(
+        headers=tuple(pair for pair in every if pair[0] not in drop),
+        route_params={k: str(v) for k, v in (request.view_args or {}).items()},
+        query_params={k: tuple(v) for k, v in request.args.lists()},
     )
-    route = {k: str(v) for k, v in (request.view_args or {}).items()}
-    query = {k: tuple(v) for k, v in request.args.lists()}
-    return HttpContext(headers=headers, route_params=route, query_params=query)
+    return RequestMeta(context, every, key, _job_id(found))
 
 
-def idempotency_key(request: Request) -> str | None:
-    for name in IDEMPOTENCY_HEADERS:
-        value = request.headers.get(name)
-        if value:
-            if len(value) > 255:
-                raise Problem(400, detail=f"{name} is longer than 255 characters",
-                              code="BadIdempotencyKey")
-            return value
-    return None
-
-
-def job_id_for(request: Request, key: str | None) -> str:
+def _job_id(found: dict[str, str]) -> str:
     """The original lets a client choose the job id with ``X-Async-Request-Id`` (a GUID).
 
-    We honour that only when that header is also the idempotency key in use, so that a
-    chosen id always maps to one job: a second submit with it finds the first job.
+    We honour that only when that header is also the idempotency key in use (no
+    ``Idempotency-Key`` beside it), so a chosen id always maps to one job: a second submit
+    with it finds the first job.
     """
-    if key is not None and key == request.headers.get("x-async-request-id") and \
-            not request.headers.get("idempotency-key"):
+    chosen = found.get("x-async-request-id")
+    if chosen is not None and "idempotency-key" not in found:
         try:
-            return str(uuid.UUID(key))
+            return str(uuid.UUID(chosen))
         except ValueError:
             pass
     return str(uuid.uuid4())

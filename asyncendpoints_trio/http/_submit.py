@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import orjson
-from quart import Response, make_response, request, url_for
+from quart import Response, make_response, request
 
 from .._context import Headers
 from .._errors import (
@@ -21,7 +21,7 @@ from .._job import HttpContext
 from .._job_json import job_to_obj
 from ..stores._protocol import NewJob
 from ._problems import Problem, problem
-from ._request import fingerprint, http_context, idempotency_key, job_id_for, read_body, validate
+from ._request import fingerprint, read_body, read_meta, validate
 
 if TYPE_CHECKING:
     from ._endpoints import AsyncEndpoints
@@ -71,13 +71,12 @@ def make_submit_view(
     async def submit_view(**_route_params: Any) -> Any:
         config = endpoints.config
         try:
-            key = idempotency_key(request)
+            meta = read_meta(request, config)
             body = await read_body(request, config)
             value = validate(spec.request_adapter, body)
-            context = http_context(request, config)
+            context = meta.context
             if hook is not None:
-                every_header = tuple((k.lower(), v) for k, v in request.headers.items())
-                seen = replace(context, headers=every_header)
+                seen = replace(context, headers=meta.every_header)
                 answer = hook(SubmitContext(name, value, seen))
                 if inspect.isawaitable(answer):
                     answer = await answer
@@ -85,15 +84,19 @@ def make_submit_view(
                     if isinstance(answer, Problem):
                         return answer.to_response()
                     return await make_response(answer)
-            payload = spec.request_adapter.dump_json(value)
+            # The body as sent: it validated, so the worker's validation of the same bytes
+            # gives the same value. Only an idempotency key needs the canonical form, to
+            # tell "the same request" from another regardless of whitespace or key order.
+            key = meta.idempotency_key
             new = NewJob(
-                id=job_id_for(request, key),
+                id=meta.job_id,
                 name=name,
-                payload=payload,
+                payload=body,
                 max_retries=(policy or config.default_retry).max_retries,
                 context=context,
                 idempotency_key=key,
-                fingerprint=fingerprint(name, payload, context),
+                fingerprint="" if key is None else fingerprint(
+                    name, spec.request_adapter.dump_json(value), context),
             )
             submitted = await endpoints.submit(new)
         except Problem as exc:
@@ -109,8 +112,9 @@ def make_submit_view(
                                "StoreUnavailable")
         job = submitted.job
         headers = {"Retry-After": str(config.retry_after)}
-        if endpoints.job_endpoint is not None:
-            headers["Location"] = url_for(endpoints.job_endpoint, job_id=job.id)
+        location = endpoints.location_of(job.id)
+        if location is not None:
+            headers["Location"] = location
         return Response(orjson.dumps(job_to_obj(job)), status=202, headers=headers,
                         content_type="application/json")
 
