@@ -35,5 +35,6 @@ from .http._problems import Problem as Problem
 from .http._submit import SubmitContext as SubmitContext
 from .stores._memory import MemoryStore as MemoryStore
 from .stores._protocol import JobStore as JobStore
+from .stores._redis import RedisStore as RedisStore
 
 __version__ = "0.1.0"

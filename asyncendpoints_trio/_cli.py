@@ -44,9 +44,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="on shutdown, how long running jobs (and open HTTP requests) may "
                        "take to finish (default: the app's shutdown_grace, 10 s)")
         p.add_argument("--log-level", default="INFO")
-        p.add_argument("--redis-url", default=os.environ.get("REDIS_URL"), metavar="URL",
+        p.add_argument("--redis-url", default=None, metavar="URL",
                        help="share jobs through Redis (default: $REDIS_URL; without either, "
                        "the in-memory store)")
+        p.add_argument("--queue", default=None, metavar="NAME",
+                       help="Redis key space; instances that share work share it "
+                       "(default: the app's, 'default')")
         p.add_argument("--lease-ttl", type=float, default=None, metavar="SECONDS",
                        help="how long a claimed job stays ours without a heartbeat")
         p.add_argument("--heartbeat", type=float, default=None, metavar="SECONDS",
@@ -71,7 +74,12 @@ def overrides_of(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "no_workers", False):
         found["run_workers"] = False
     if args.redis_url:
+        from .redis import parse_url
+
+        parse_url(args.redis_url)  # a bad URL is an error now, not at the first request
         found["redis_url"] = args.redis_url
+    if args.queue is not None:
+        found["queue"] = args.queue
     if args.lease_ttl is not None:
         found["lease_ttl"] = args.lease_ttl
     if args.heartbeat is not None:
@@ -97,6 +105,19 @@ def load_endpoints(app_path: str, overrides: dict[str, Any]) -> tuple[Any, Async
         # Only the TTL given: renew often enough for it rather than refuse the default.
         overrides["heartbeat_interval"] = min(endpoints.config.heartbeat_interval,
                                               overrides["lease_ttl"] / 3)
+    if "redis_url" not in overrides and os.environ.get("REDIS_URL"):
+        if endpoints.store_from_config:
+            overrides["redis_url"] = os.environ["REDIS_URL"]
+            from .redis import parse_url
+
+            parse_url(overrides["redis_url"])
+        else:
+            log.warning("REDIS_URL is set, but this app brings its own store; ignoring it")
+    if {"redis_url", "queue"} & overrides.keys() and not endpoints.store_from_config:
+        raise ConfigurationError(
+            "this app passes its own store to AsyncEndpoints (or used it at import), so "
+            "--redis-url and --queue cannot choose one; drop them, or let the "
+            "app's config choose the store")
     if overrides:
         endpoints.config = dataclasses.replace(endpoints.config, **overrides)
     return app, endpoints

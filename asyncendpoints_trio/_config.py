@@ -42,7 +42,9 @@ class EndpointsConfig:
     instance_id: str = field(default_factory=_default_instance_id)
     # -- lifecycle ------------------------------------------------------------------------
     shutdown_grace: float = 10.0  # running handlers get this long to finish on shutdown
-    restart_backoff_max: float = 30.0  # cap for restarting a crashed actor
+    # Cap for restarting a crashed actor. A store outage crashes actors too, so this is
+    # also how long work may wait to resume after the store is back.
+    restart_backoff_max: float = 5.0
     retention: float = 3600.0  # seconds a finished job stays readable (default MemoryStore)
     # -- queue and HTTP -----------------------------------------------------------------
     max_queued: int | None = 100_000  # submits beyond this answer 503

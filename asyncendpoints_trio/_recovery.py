@@ -60,6 +60,8 @@ class Recovery(Actor):
         s.promoted += report.promoted
         s.purged += report.purged
         if report.reclaimed or report.expired_failed:
-            log.warning("recovered %d jobs with expired leases (%d of them had no retries left)",
-                        report.reclaimed + report.expired_failed, report.expired_failed)
+            log.warning("recovered %d jobs with expired leases (%d back in the queue, %d ended: "
+                        "no retries left, or cancellation requested)",
+                        report.reclaimed + report.expired_failed, report.reclaimed,
+                        report.expired_failed)
         return report

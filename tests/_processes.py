@@ -58,7 +58,9 @@ async def cli_process(
     ready: bytes | re.Pattern[bytes] | None = _URL,
 ) -> AsyncIterator[Service]:
     """Run ``python -m asyncendpoints_trio ARGS``; kill it at the end if still running."""
-    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    # REDIS_URL would switch the CLI to Redis: tests choose the store explicitly.
+    inherited = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    full_env = {**inherited, "PYTHONUNBUFFERED": "1", **(env or {})}
     process = await trio.lowlevel.open_process(
         [sys.executable, "-m", "asyncendpoints_trio", *args], cwd=ROOT, env=full_env,
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)

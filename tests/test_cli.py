@@ -96,3 +96,17 @@ async def test_plain_hypercorn_runs_the_runtime() -> None:
     finally:
         if process.returncode is None:
             process.kill()
+
+
+@pytest.mark.parametrize("args", [
+    ["--redis-url", "http://nope"],
+    ["--redis-url", "redis://localhost:notaport"],
+    ["--lease-ttl", "1", "--heartbeat", "5"],
+    ["--queue", "has space"],
+])
+def test_bad_options_exit_2(args: list[str]) -> None:
+    for command in (["serve", "tests.apps.cli_app:app"], ["worker", "tests.apps.cli_app:app"]):
+        result = subprocess.run([sys.executable, "-m", "asyncendpoints_trio", *command, *args],
+                                cwd=ROOT, capture_output=True, timeout=60, check=False)
+        assert result.returncode == 2, result.stderr.decode()
+        assert b"error:" in result.stderr

@@ -66,6 +66,12 @@ class AsyncEndpoints:
             self.init_app(app)
 
     @property
+    def store_from_config(self) -> bool:
+        """True while the store can still be chosen by the config (not passed in, not
+        made yet)."""
+        return self._store is None
+
+    @property
     def store(self) -> JobStore:
         """The job store; made from the config on first use (the CLI may change the config
         before serving, so this waits as long as it can)."""

@@ -2,3 +2,4 @@
 
 from ._memory import MemoryStore as MemoryStore
 from ._protocol import JobStore as JobStore
+from ._redis import RedisStore as RedisStore

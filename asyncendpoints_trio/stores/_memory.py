@@ -99,7 +99,8 @@ class MemoryStore:
 
     def _holds(self, lease: Lease) -> Job | None:
         job = self._jobs.get(lease.job_id)
-        if job is None or job.status is not _S.IN_PROGRESS or job.token != lease.token:
+        if (job is None or job.status is not _S.IN_PROGRESS or job.token != lease.token
+                or (lease.owner and job.owner != lease.owner)):
             self._fenced += 1
             return None
         return job
@@ -203,7 +204,7 @@ class MemoryStore:
             deadline = now + lease_ttl
             self._deadline[job_id] = deadline
             heapq.heappush(self._leases, (deadline, self._next_seq(), job_id, new.token))
-            claimed.append(Claimed(new, Lease(job_id, new.token)))
+            claimed.append(Claimed(new, Lease(job_id, new.token, owner)))
         return claimed
 
     async def wait_for_work(self, timeout: float) -> None:

@@ -35,6 +35,10 @@ class NewJob:
 class Lease:
     job_id: str
     token: int
+    # The instance the lease was granted to. Writes check it besides the token: after a
+    # Redis rollback (AOF everysec, failover) a token may be granted twice, never to the
+    # same instance id. Empty: check the token alone.
+    owner: str = ""
 
 
 @dataclass(frozen=True, slots=True)

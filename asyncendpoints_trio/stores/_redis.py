@@ -3,11 +3,13 @@
 Each state change is one Lua script (``lua/*.lua``), so a job is never half-written, and
 every script declares all the keys it touches, all under one hash tag per queue: the store
 is Redis Cluster-safe. Lease deadlines, retry due times and retention run on the Redis
-server's clock. See docs/pages/redis.md for the data layout and each script's contract.
+server's clock. See docs/pages/redis-internals.md for the data layout and each script's
+contract.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -17,7 +19,7 @@ import orjson
 import trio
 
 from .._error_info import error_from_message
-from .._errors import IdempotencyConflict, QueueFull, StoreUnavailable
+from .._errors import ConfigurationError, IdempotencyConflict, QueueFull, StoreUnavailable
 from .._job import EMPTY_CONTEXT, HttpContext, Job, JobStatus
 from .._supervisor import backoff_delay
 from ..redis import RedisClient, Script
@@ -39,9 +41,30 @@ log = logging.getLogger("asyncendpoints_trio.redis_store")
 
 _LUA = Path(__file__).with_name("lua")
 _LIB = (_LUA / "_lib.lua").read_text(encoding="utf-8")
-_SCRIPTS = {name: Script(_LIB + (_LUA / f"{name}.lua").read_text(encoding="utf-8"))
-            for name in ("submit", "claim", "heartbeat", "finish", "cancel", "recover", "get",
-                         "watch")}
+# Script flags (Redis 7). Every script declares flags, so Redis checks "out of memory"
+# before a script starts, never halfway through it. Under maxmemory only new work is
+# refused (submit -> 503, long-poll registration); the scripts that keep existing work
+# moving may run: a refused heartbeat would lose leases and run jobs twice, and recovery
+# is what frees memory.
+_FLAGS = {
+    "submit": "",
+    "watch": "",
+    "claim": "allow-oom",
+    "heartbeat": "allow-oom",
+    "finish": "allow-oom",
+    "cancel": "allow-oom",
+    "recover": "allow-oom",
+    "get": "no-writes,allow-oom",
+}
+
+
+def _script(name: str) -> Script:
+    flags = _FLAGS[name]
+    shebang = f"#!lua flags={flags}\n" if flags else "#!lua\n"
+    return Script(shebang + _LIB + (_LUA / f"{name}.lua").read_text(encoding="utf-8"))
+
+
+_SCRIPTS = {name: _script(name) for name in _FLAGS}
 
 # Without a live subscription, long-polls re-read the job this often instead.
 _POLL_WITHOUT_EVENTS = 0.5
@@ -93,8 +116,9 @@ class RedisStore:
 
     def __init__(self, client: RedisClient, *, queue: str = "default",
                  retention: float = 3600.0, owns_client: bool = False) -> None:
-        if not queue or any(c in queue for c in "{}"):
-            raise ValueError(f"bad queue name {queue!r}")
+        if not queue or any(c in queue for c in "{}| "):
+            raise ConfigurationError(f"queue {queue!r}: use a non-empty name without braces, "
+                                     "spaces or '|'")
         self.client = client
         self.queue = queue
         self.retention = retention
@@ -167,7 +191,7 @@ class RedisStore:
             job_id = raw_id.decode()
             job = _job(job_id, (record, data, None, error))
             assert job is not None
-            found.append(Claimed(job, Lease(job_id, job.token)))
+            found.append(Claimed(job, Lease(job_id, job.token, owner)))
         return found
 
     def _note_next_due(self, in_ms: int) -> None:
@@ -198,19 +222,20 @@ class RedisStore:
         for o in outcomes:
             lease = o.lease
             if isinstance(o, Complete):
-                args += ["C", lease.job_id, lease.token, o.result, 0]
+                args += ["C", lease.job_id, lease.token, lease.owner, o.result, 0]
             elif isinstance(o, Fail):
                 body = orjson.dumps(o.error)
                 if o.retry_delay is None:
-                    args += ["F", lease.job_id, lease.token, body, 0]
+                    args += ["F", lease.job_id, lease.token, lease.owner, body, 0]
                 else:
-                    args += ["R", lease.job_id, lease.token, body, int(o.retry_delay * 1000)]
+                    args += ["R", lease.job_id, lease.token, lease.owner, body,
+                             int(o.retry_delay * 1000)]
                     retry_soonest = min(retry_soonest or o.retry_delay, o.retry_delay)
             elif isinstance(o, Release):
-                args += ["L", lease.job_id, lease.token, "", 0]
+                args += ["L", lease.job_id, lease.token, lease.owner, "", 0]
             else:
                 assert isinstance(o, AckCancel)
-                args += ["X", lease.job_id, lease.token, "", 0]
+                args += ["X", lease.job_id, lease.token, lease.owner, "", 0]
         applied = [bool(a) for a in await self._run("finish", args)]
         self._fenced += applied.count(False)
         if retry_soonest is not None:
@@ -236,7 +261,8 @@ class RedisStore:
             while job is not None and not job.is_terminal:
                 remaining = deadline - trio.current_time()
                 if remaining <= 0:
-                    break
+                    # An end whose event we missed (say, the link was cut) shows here.
+                    return await self.get(job_id)
                 wait = remaining if self._subscribed else min(remaining, _POLL_WITHOUT_EVENTS)
                 with trio.move_on_after(wait):
                     await event.wait()
@@ -303,5 +329,5 @@ class RedisStore:
             "subscribed": self._subscribed,
             "events_seen": self._events_seen,
             "long_polls": sum(len(events) for events in self._waiters.values()),
-            "client": self.client.statistics(),
+            "client": dataclasses.asdict(self.client.statistics()),
         }

@@ -63,3 +63,33 @@ def test_lua_scripts_follow_the_transition_table() -> None:
         assert pairs <= allowed, f"{path.name}: {sorted(pairs - allowed)}"
         implemented |= pairs
     assert implemented == allowed
+
+
+async def test_at_maxmemory_new_work_is_refused_but_leases_hold(redis_url: str) -> None:
+    from asyncendpoints_trio import RedisReplyError
+    from asyncendpoints_trio.redis import RedisClient
+    from asyncendpoints_trio.stores._protocol import Complete
+
+    from .._redis_server import RedisServer
+
+    with RedisServer() as server:
+        client = RedisClient(fast_settings(server.url))
+        store = RedisStore(client, queue="oom", owns_client=True)
+        try:
+            await store.submit([new_job(payload=str(i).encode()) for i in range(3)])
+            claims = await store.claim("a", 3, 5.0)
+            used = int((await client.execute("INFO", "memory")).split(b"used_memory:")[1]
+                       .split(b"\r\n")[0])
+            await client.execute("CONFIG", "SET", "maxmemory-policy", "noeviction")
+            await client.execute("CONFIG", "SET", "maxmemory", str(used - 1024))
+            with pytest.raises(RedisReplyError, match="OOM"):
+                await store.submit([new_job(payload=b"new")])
+            reply = await store.heartbeat("a", [c.lease for c in claims], 5.0)
+            assert not reply.lost
+            assert await store.finish([Complete(claims[0].lease, b"1")]) == [True]
+            await client.execute("CONFIG", "SET", "maxmemory", "0")
+            # The refused submit left nothing behind: still the three jobs.
+            assert await client.execute("HLEN", "ae:{oom}:rec") == 3
+            assert await client.execute("HLEN", "ae:{oom}:data") == 3
+        finally:
+            await store.aclose()

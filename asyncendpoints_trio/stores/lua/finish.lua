@@ -1,5 +1,6 @@
 -- Apply outcomes of running jobs; each must carry the job's current fencing token.
--- ARGV: retention_ms, done_channel, n, then per outcome: kind, id, token, body, delay_ms.
+-- ARGV: retention_ms, done_channel, n, then per outcome: kind, id, token, owner ('' for
+-- any), body, delay_ms.
 -- kind: C complete (body: result) | F failed for good (body: error) | R retry after
 -- delay_ms (body: error) | L release, no attempt charged | X cancel acknowledged.
 -- Reply: 1 (applied) or 0 (refused: the lease is no longer the caller's) per outcome.
@@ -7,11 +8,11 @@ local now = now_ms()
 local retention_ms, done_channel, n = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local applied = {}
 for i = 0, n - 1 do
-  local b = 4 + i * 5
-  local kind, id, token, body, delay = ARGV[b], ARGV[b + 1], tonumber(ARGV[b + 2]),
-                                       ARGV[b + 3], ARGV[b + 4]
+  local b = 4 + i * 6
+  local kind, id, token, owner = ARGV[b], ARGV[b + 1], tonumber(ARGV[b + 2]), ARGV[b + 3]
+  local body, delay = ARGV[b + 4], ARGV[b + 5]
   local r = get_record(id)
-  if not r or r.st ~= 'InProgress' or r.tok ~= token then
+  if not r or r.st ~= 'InProgress' or r.tok ~= token or (owner ~= '' and r.ow ~= owner) then
     applied[#applied + 1] = 0
   else
     applied[#applied + 1] = 1
