@@ -13,6 +13,8 @@
 --   KEYS[11] watch    ZSET  id -> until (ms): someone long-polls it; publish when it ends
 -- Times come from this server's clock (TIME), never from the callers'.
 
+local TERMINAL = {Completed = true, Failed = true, Canceled = true}
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -51,29 +53,59 @@ end
 local function terminal(id, r, now, retention_ms, done_channel)
   r.co = ms(now)
   redis.call('ZADD', KEYS[8], now + retention_ms, id)
-  redis.call('ZREM', KEYS[6], id)
   if redis.call('ZSCORE', KEYS[11], id) then
     redis.call('ZREM', KEYS[11], id)
     redis.call('PUBLISH', done_channel, id)
   end
 end
 
+-- Variadic commands in slices: Lua's unpack() has a stack limit, and one call per slice
+-- instead of one per job is what keeps Redis' CPU per job low under load.
+local SLICE = 4000
+
+local function call_many(command, key, items)
+  local i = 1
+  while i <= #items do
+    local j = math.min(i + SLICE - 1, #items)
+    redis.call(command, key, unpack(items, i, j))
+    i = j + 1
+  end
+end
+
+local function hmget(key, ids)
+  local values = {}
+  local i = 1
+  while i <= #ids do
+    local j = math.min(i + SLICE - 1, #ids)
+    local got = redis.call('HMGET', key, unpack(ids, i, j))
+    for k = 1, #got do values[i + k - 1] = got[k] end
+    i = j + 1
+  end
+  return values
+end
+
 local function promote(now, limit)
   local ids = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now, 'LIMIT', 0, limit)
-  local promoted = 0
-  for _, id in ipairs(ids) do
-    redis.call('ZREM', KEYS[6], id)
-    local r = get_record(id)
+  if #ids == 0 then return 0 end
+  call_many('ZREM', KEYS[6], ids)
+  local records = hmget(KEYS[1], ids)
+  local writes, queued = {}, {}
+  for i, id in ipairs(ids) do
+    local r = records[i] and dec(records[i])
     if r and r.st == 'Scheduled' then
       r.st = 'Queued'
       r.up = ms(now)
-      redis.call('HSET', KEYS[1], id, enc(r))
-      redis.call('RPUSH', KEYS[5], id)
-      promoted = promoted + 1
+      writes[#writes + 1] = id
+      writes[#writes + 1] = enc(r)
+      queued[#queued + 1] = id
     end
   end
-  if promoted > 0 then wake() end
-  return promoted
+  if #queued > 0 then
+    call_many('HSET', KEYS[1], writes)
+    call_many('RPUSH', KEYS[5], queued)
+    wake()
+  end
+  return #queued
 end
 
 local function snapshot(id)

@@ -6,7 +6,11 @@ local id, retention_ms = ARGV[1], tonumber(ARGV[2])
 local r = get_record(id)
 if not r then return nil end
 if r.st == 'Queued' or r.st == 'Scheduled' then
-  redis.call('LREM', KEYS[5], 1, id)
+  if r.st == 'Queued' then
+    redis.call('LREM', KEYS[5], 1, id)
+  else
+    redis.call('ZREM', KEYS[6], id)
+  end
   r.st = 'Canceled'
   r.up = ms(now)
   terminal(id, r, now, retention_ms, ARGV[4])

@@ -8,8 +8,10 @@ promote(now, math.max(limit, 64))
 local claimed = {}
 local ids = redis.call('LPOP', KEYS[5], limit)
 if ids then
-  for _, id in ipairs(ids) do
-    local r = get_record(id)
+  local records = hmget(KEYS[1], ids)
+  local taken, writes, leases = {}, {}, {}
+  for i, id in ipairs(ids) do
+    local r = records[i] and dec(records[i])
     if r and r.st == 'Queued' then
       r.st = 'InProgress'
       r.tok = r.tok + 1
@@ -17,10 +19,22 @@ if ids then
       r.sa = ms(now)
       r.up = ms(now)
       local s = enc(r)
-      redis.call('HSET', KEYS[1], id, s)
-      redis.call('ZADD', KEYS[7], now + lease_ms, id)
-      claimed[#claimed + 1] = {id, s, redis.call('HGET', KEYS[2], id),
-                               redis.call('HGET', KEYS[4], id)}
+      taken[#taken + 1] = id
+      writes[#writes + 1] = id
+      writes[#writes + 1] = s
+      leases[#leases + 1] = now + lease_ms
+      leases[#leases + 1] = id
+      claimed[#claimed + 1] = {id, s}
+    end
+  end
+  if #taken > 0 then
+    call_many('HSET', KEYS[1], writes)
+    call_many('ZADD', KEYS[7], leases)
+    local datas = hmget(KEYS[2], taken)
+    local errors = hmget(KEYS[4], taken)
+    for i, entry in ipairs(claimed) do
+      entry[3] = datas[i]
+      entry[4] = errors[i]
     end
   end
 end

@@ -2,15 +2,20 @@
 -- Reply: {lost ids, ids whose cancellation was requested}.
 local now = now_ms()
 local owner, lease_ms, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local lost, cancel = {}, {}
-for i = 0, n - 1 do
-  local id, token = ARGV[4 + i * 2], tonumber(ARGV[5 + i * 2])
-  local r = get_record(id)
+local ids = {}
+for i = 0, n - 1 do ids[#ids + 1] = ARGV[4 + i * 2] end
+local records = hmget(KEYS[1], ids)
+local lost, cancel, leases = {}, {}, {}
+for i, id in ipairs(ids) do
+  local token = tonumber(ARGV[5 + (i - 1) * 2])
+  local r = records[i] and dec(records[i])
   if r and r.st == 'InProgress' and r.tok == token and r.ow == owner then
-    redis.call('ZADD', KEYS[7], now + lease_ms, id)
+    leases[#leases + 1] = now + lease_ms
+    leases[#leases + 1] = id
     if r.cn == '1' then cancel[#cancel + 1] = id end
   else
     lost[#lost + 1] = id
   end
 end
+if #leases > 0 then call_many('ZADD', KEYS[7], leases) end
 return {lost, cancel}
