@@ -110,6 +110,16 @@ def _data(new: NewJob) -> bytes:
     return new.name.encode() + b"\0" + context + b"\0" + new.payload
 
 
+class _Waiter:
+    """One long-poll: woken by its job's end, which may bring the job's new state."""
+
+    __slots__ = ("ended", "event")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.ended: tuple[bytes, bytes | None, bytes | None] | None = None
+
+
 class RedisStore:
     """``queue`` names the key space (jobs of different queues never meet); ``retention``
     is how long, in seconds, a finished job stays readable."""
@@ -128,7 +138,7 @@ class RedisStore:
                                            "leases", "expiry", "idem", "wake", "watch")]
         self._cancel_channel = prefix + "cancel"
         self._done_channel = prefix + "done"
-        self._waiters: dict[str, set[trio.Event]] = {}  # long-polls, by job id
+        self._waiters: dict[str, set[_Waiter]] = {}  # long-polls, by job id
         self._subscribed = False
         self._next_due: float | None = None  # trio time a retry falls due, as last seen
         self._fenced = 0
@@ -252,11 +262,12 @@ class RedisStore:
         if timeout <= 0:
             return await self.get(job_id)
         waiters = self._waiters.setdefault(job_id, set())
-        event = trio.Event()
-        waiters.add(event)
+        waiter = _Waiter()
+        waiters.add(waiter)
         try:
             # Registered before the read, so an end between the two still wakes us.
-            job = _job(job_id, await self._run("watch", [job_id, int((timeout + 5) * 1000)]))
+            snapshot = await self._run("watch", [job_id, int((timeout + 5) * 1000)])
+            job = _job(job_id, snapshot)
             deadline = trio.current_time() + timeout
             while job is not None and not job.is_terminal:
                 remaining = deadline - trio.current_time()
@@ -265,15 +276,20 @@ class RedisStore:
                     return await self.get(job_id)
                 wait = remaining if self._subscribed else min(remaining, _POLL_WITHOUT_EVENTS)
                 with trio.move_on_after(wait):
-                    await event.wait()
-                if event.is_set() or not self._subscribed:
-                    waiters.discard(event)
-                    event = trio.Event()
-                    waiters.add(event)
+                    await waiter.event.wait()
+                if waiter.ended is not None:
+                    # The end came with the job's new state: no read needed. (The data
+                    # part never changes, so the watch reply's copy is current.)
+                    record, error, result = waiter.ended
+                    return _job(job_id, (record, snapshot[1], result, error))
+                if waiter.event.is_set() or not self._subscribed:
+                    waiters.discard(waiter)
+                    waiter = _Waiter()
+                    waiters.add(waiter)
                     job = await self.get(job_id)
             return job
         finally:
-            waiters.discard(event)
+            waiters.discard(waiter)
             if not waiters:
                 self._waiters.pop(job_id, None)
 
@@ -290,12 +306,10 @@ class RedisStore:
                     self._wake_all_waiters()  # ends may have passed while we were away
                     async for channel, data in subscription:
                         self._events_seen += 1
-                        job_id = data.decode()
                         if channel == self._cancel_channel.encode():
-                            on_cancel(job_id)
+                            on_cancel(data.decode())
                         else:
-                            for event in self._waiters.get(job_id, ()):
-                                event.set()
+                            self._job_ended(data)
             except StoreUnavailable as exc:
                 failures += 1
                 log.warning("event subscription lost (%s); resubscribing", exc)
@@ -303,10 +317,19 @@ class RedisStore:
                 self._subscribed = False
             await trio.sleep(backoff_delay(failures, 5.0))
 
+    def _job_ended(self, message: bytes) -> None:
+        """``id`` alone, or ``id \\0 record \\0 error \\0 result`` from finish (NUL never
+        occurs in a job id, a record or JSON text)."""
+        parts = message.split(b"\0", 3)
+        ended = (parts[1], parts[2] or None, parts[3] or None) if len(parts) == 4 else None
+        for waiter in self._waiters.get(parts[0].decode(), ()):
+            waiter.ended = ended
+            waiter.event.set()
+
     def _wake_all_waiters(self) -> None:
-        for events in self._waiters.values():
-            for event in events:
-                event.set()
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.event.set()
 
     async def recover(self, *, limit: int) -> RecoveryReport:
         reclaimed, failed, promoted, purged, next_in_ms = await self._run(
@@ -328,6 +351,6 @@ class RedisStore:
             "fenced_writes": self._fenced,
             "subscribed": self._subscribed,
             "events_seen": self._events_seen,
-            "long_polls": sum(len(events) for events in self._waiters.values()),
+            "long_polls": sum(len(waiters) for waiters in self._waiters.values()),
             "client": dataclasses.asdict(self.client.statistics()),
         }

@@ -95,7 +95,11 @@ if #ended > 0 then
     for i, id in ipairs(ended) do
       if watched[i] then
         redis.call('ZREM', KEYS[11], id)
-        redis.call('PUBLISH', done_channel, id)
+        -- The new state rides along, so the long-poll answers without reading the job.
+        local result = redis.call('HGET', KEYS[3], id) or ''
+        local err = redis.call('HGET', KEYS[4], id) or ''
+        redis.call('PUBLISH', done_channel,
+                   table.concat({id, enc(state[id]), err, result}, '\0'))
       end
     end
   end
