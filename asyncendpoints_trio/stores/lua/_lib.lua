@@ -72,17 +72,19 @@ local function call_many(command, key, items)
   end
 end
 
-local function hmget(key, ids)
+local function read_many(command, key, ids)
   local values = {}
   local i = 1
   while i <= #ids do
     local j = math.min(i + SLICE - 1, #ids)
-    local got = redis.call('HMGET', key, unpack(ids, i, j))
+    local got = redis.call(command, key, unpack(ids, i, j))
     for k = 1, #got do values[i + k - 1] = got[k] end
     i = j + 1
   end
   return values
 end
+
+local function hmget(key, ids) return read_many('HMGET', key, ids) end
 
 local function promote(now, limit)
   local ids = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now, 'LIMIT', 0, limit)

@@ -91,7 +91,7 @@ if #ended > 0 then
   call_many('ZADD', KEYS[8], expiry)
   -- Long-pollers registered in `watch` hear of the end; nobody else pays for it.
   if redis.call('ZCARD', KEYS[11]) > 0 then
-    local watched = redis.call('ZMSCORE', KEYS[11], unpack(ended))
+    local watched = read_many('ZMSCORE', KEYS[11], ended)
     for i, id in ipairs(ended) do
       if watched[i] then
         redis.call('ZREM', KEYS[11], id)
