@@ -136,7 +136,11 @@ def plan(libs: list[str], workloads: list[str], smoke: bool) -> list[Workload]:
                 Entry("ours-memory", "ours", (services, w, "--variant", "memory"),
                       redis=False),
                 Entry("ours-redis", "ours", (services, w, "--variant", "redis",
-                                             "--redis-url", "{redis_url}"))]
+                                             "--redis-url", "{redis_url}")),
+                Entry("ours-memory-api", "ours", (services, w, "--variant", "memory-api"),
+                      redis=False),
+                Entry("ours-redis-api", "ours", (services, w, "--variant", "redis-api",
+                                                 "--redis-url", "{redis_url}"))]
         elif w == "W5":
             if "ours" not in libs:
                 continue

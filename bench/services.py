@@ -70,9 +70,13 @@ def server(variant: str, redis_url: str | None, log: Path) -> Iterator[int]:
     else:
         cmd = [sys.executable, "-m", "asyncendpoints_trio", "serve", "bench.http_apps:ours",
                "--bind", bind, "--log-level", "WARNING", "--graceful-timeout", "1"]
-        if variant == "redis":
-            assert redis_url, "--redis-url is required for the redis variant"
+        if variant.startswith("redis"):
+            assert redis_url, "--redis-url is required for the redis variants"
             cmd += ["--redis-url", redis_url]
+        if variant.endswith("-api"):
+            # API only: the submit path alone, as the W4 target defines it; the jobs
+            # would run on worker instances elsewhere.
+            cmd += ["--no-workers"]
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
     with open(log, "ab") as out:
         process = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
@@ -281,7 +285,8 @@ def w6(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("workload", choices=["W4", "W5", "W6"])
-    p.add_argument("--variant", default="memory", choices=["bare", "memory", "redis"])
+    p.add_argument("--variant", default="memory",
+                   choices=["bare", "memory", "redis", "memory-api", "redis-api"])
     p.add_argument("--redis-url")
     p.add_argument("--seconds", type=float, default=10.0, help="W4: wrk duration")
     p.add_argument("--connections", type=int, default=50, help="W4: wrk connections")

@@ -79,20 +79,23 @@ class RequestMeta:
 
 def read_meta(request: Request, config: EndpointsConfig) -> RequestMeta:
     drop = config.sensitive_headers - config.persist_sensitive_headers
-    every = tuple((name.lower(), value) for name, value in request.headers.items())
+    every = tuple([(name.lower(), value) for name, value in request.headers.items()])
     found: dict[str, str] = {}
     for name, value in every:
-        if name in IDEMPOTENCY_HEADERS and value and name not in found:
+        if value and name in IDEMPOTENCY_HEADERS and name not in found:
             found[name] = value
     key = found.get("idempotency-key") or found.get("x-async-request-id")
     if key is not None and len(key) > 255:
         header = "Idempotency-Key" if "idempotency-key" in found else "X-Async-Request-Id"
         raise Problem(400, detail=f"{header} is longer than 255 characters",
                       code="BadIdempotencyKey")
+    view_args = request.view_args
     context = HttpContext(
-        headers=tuple(pair for pair in every if pair[0] not in drop),
-        route_params={k: str(v) for k, v in (request.view_args or {}).items()},
-        query_params={k: tuple(v) for k, v in request.args.lists()},
+        headers=tuple([pair for pair in every if pair[0] not in drop]),
+        route_params={k: str(v) for k, v in view_args.items()} if view_args else {},
+        # request.args parses the query string; most submits have none.
+        query_params=({k: tuple(v) for k, v in request.args.lists()}
+                      if request.query_string else {}),
     )
     return RequestMeta(context, every, key, _job_id(found))
 
