@@ -240,3 +240,22 @@ class Drain:
 
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "") not in ("", "0")
+
+
+def throughput_figures(workload: str, args: Any, enqueue_s: float, drain: Drain,
+                       before: dict[str, Any], after_run: dict[str, Any],
+                       extra_ignored_calls: int = 0) -> dict[str, Any]:
+    """The W1/W2/W7 figures every library's script reports, computed one way for all."""
+    out: dict[str, Any] = {"n": args.n, "enqueue_s": enqueue_s,
+                           "enqueue_jobs_per_s": args.n / enqueue_s, **drain.figures(args.n)}
+    if workload == "W2":
+        ideal = args.n * args.sleep / args.concurrency
+        out |= {"ideal_s": ideal, "wall_over_ideal": out["process_s"] / ideal}
+    if workload in ("W1", "W7"):
+        out |= redis_delta(before, after_run, args.n,
+                           ignore_calls=drain.polls + extra_ignored_calls)
+        if workload == "W7":
+            after_close = redis_snapshot(args.redis_url)
+            out["bytes_per_job"] = (after_close["used_memory"] - before["used_memory"]) / args.n
+            out["keys_per_job"] = (after_close["keys"] - before["keys"]) / args.n
+    return out

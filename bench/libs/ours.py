@@ -31,9 +31,9 @@ from _common import (  # noqa: E402
     WorkerProcess,
     emit,
     latency_figures,
-    redis_delta,
     redis_snapshot,
     script_args,
+    throughput_figures,
 )
 from pydantic import TypeAdapter  # noqa: E402
 
@@ -123,18 +123,7 @@ async def w_drain(args: Any, workload: str) -> dict[str, Any]:
     after_run = redis_snapshot(args.redis_url)
     await store.aclose()
     await trio.sleep(0.1)
-    out: dict[str, Any] = {"n": args.n, "enqueue_s": enqueue_s,
-                           "enqueue_jobs_per_s": args.n / enqueue_s, **d.figures(args.n)}
-    if workload == "W2":
-        ideal = args.n * args.sleep / args.concurrency
-        out |= {"ideal_s": ideal, "wall_over_ideal": out["process_s"] / ideal}
-    if workload in ("W1", "W7"):
-        delta = redis_delta(before, after_run, args.n, ignore_calls=d.polls)
-        if workload == "W7":
-            after_close = redis_snapshot(args.redis_url)
-            delta["bytes_per_job"] = (after_close["used_memory"] - before["used_memory"]) / args.n
-            delta["keys_per_job"] = (after_close["keys"] - before["keys"]) / args.n
-        out |= delta
+    out = throughput_figures(workload, args, enqueue_s, d, before, after_run)
     out["runtime"] = {k: v for k, v in d.extra.items() if k in  # type: ignore[attr-defined]
                       ("intake", "dispatcher", "workers", "outcomes")}
     return out

@@ -27,9 +27,9 @@ from _common import (
     WorkerProcess,
     emit,
     latency_figures,
-    redis_delta,
     redis_snapshot,
     script_args,
+    throughput_figures,
 )
 from redis.asyncio import Redis
 from taskiq.api import run_receiver_task
@@ -92,18 +92,8 @@ async def w_drain(args: Any) -> dict[str, Any]:
     await admin.aclose()
     await stop(task, broker)
     await asyncio.sleep(0.1)
-    out: dict[str, Any] = {"n": args.n, "enqueue_s": enqueue_s,
-                           "enqueue_jobs_per_s": args.n / enqueue_s, **d.figures(args.n)}
-    if args.workload == "W2":
-        ideal = args.n * args.sleep / args.concurrency
-        out |= {"ideal_s": ideal, "wall_over_ideal": out["process_s"] / ideal}
-    if args.workload in ("W1", "W7"):
-        out |= redis_delta(before, after_run, args.n, ignore_calls=d.polls + 1)
-        if args.workload == "W7":
-            after_close = redis_snapshot(args.redis_url)
-            out["bytes_per_job"] = (after_close["used_memory"] - before["used_memory"]) / args.n
-            out["keys_per_job"] = (after_close["keys"] - before["keys"]) / args.n
-    return out
+    return throughput_figures(args.workload, args, enqueue_s, d, before, after_run,
+                              extra_ignored_calls=1)
 
 
 async def noop() -> None:
