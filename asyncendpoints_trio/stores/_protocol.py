@@ -13,7 +13,7 @@ was reclaimed by someone else.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from .._job import EMPTY_CONTEXT, HttpContext, Job
@@ -101,7 +101,6 @@ class RecoveryReport:
     # Seconds until the earliest lease deadline or retry due time, if any: when the next
     # sweep has work. Lets recovery reclaim within a lease TTL without polling fast.
     next_in: float | None = None
-    extra: Mapping[str, int] = field(default_factory=dict)
 
 
 @runtime_checkable
