@@ -11,6 +11,7 @@ from ._errors import AsyncEndpointsError as AsyncEndpointsError
 from ._errors import ConfigurationError as ConfigurationError
 from ._errors import IdempotencyConflict as IdempotencyConflict
 from ._errors import InvalidTransition as InvalidTransition
+from ._errors import JobTimeout as JobTimeout
 from ._errors import NonRetryableError as NonRetryableError
 from ._errors import NotAccepting as NotAccepting
 from ._errors import PoolTimeout as PoolTimeout
@@ -29,10 +30,10 @@ from ._job import JobStatus as JobStatus
 from ._job_json import job_to_json as job_to_json
 from ._result import MethodResult as MethodResult
 from ._retry import RetryPolicy as RetryPolicy
-from ._runtime import Runtime as Runtime
 from .http._endpoints import AsyncEndpoints as AsyncEndpoints
 from .http._problems import Problem as Problem
 from .http._submit import SubmitContext as SubmitContext
+from .runtime import Runtime as Runtime
 from .stores._memory import MemoryStore as MemoryStore
 from .stores._protocol import JobStore as JobStore
 from .stores._redis import RedisStore as RedisStore

@@ -23,8 +23,8 @@ from typing import Any
 import trio
 
 from ._errors import ConfigurationError
-from ._runtime import OUTCOME_FLUSH, Runtime
 from .http._endpoints import AsyncEndpoints, endpoints_of
+from .runtime import OUTCOME_FLUSH, Runtime
 
 log = logging.getLogger("asyncendpoints_trio.cli")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 import uuid
@@ -50,41 +51,76 @@ class EndpointsConfig:
     max_queued: int | None = 100_000  # submits beyond this answer 503
     submit_batch: int = 256  # most submits stored in one group commit
     max_body_size: int = 1024 * 1024  # bytes; larger bodies answer 413
+    max_result_bytes: int = 8 * 1024 * 1024  # a larger result fails its job: ResultTooLarge
+    # Most bytes of payloads (submits) or results (outcomes) sent to the store in one call.
+    batch_bytes: int = 4 * 1024 * 1024
+    # The in-memory store's bound on payloads, results and errors it retains; over it,
+    # submits answer 503 QueueFull until retention frees room. Unused with Redis.
+    memory_budget: int = 256 * 1024 * 1024
     max_wait: float = 30.0  # cap for ?wait= long-polls, seconds
     retry_after: int = 1  # seconds, sent in Retry-After with 202 and 503 answers
     sensitive_headers: frozenset[str] = SENSITIVE_HEADERS  # never stored with a job
     persist_sensitive_headers: frozenset[str] = frozenset()  # names to keep all the same
 
     def __post_init__(self) -> None:
-        if self.concurrency < 1:
-            raise ConfigurationError("concurrency must be >= 1")
-        if self.prefetch < 0:
-            raise ConfigurationError("prefetch must be >= 0")
-        if self.lease_ttl <= 0 or self.heartbeat_interval <= 0:
-            raise ConfigurationError("lease_ttl and heartbeat_interval must be > 0")
+        for name, low, low_ok, optional in _NUMBERS:
+            _check_number(name, getattr(self, name), low, low_ok, optional)
         if self.heartbeat_interval * 2 > self.lease_ttl:
             # One missed heartbeat must not lose a lease that is being renewed.
             raise ConfigurationError(
                 f"heartbeat_interval ({self.heartbeat_interval}) must be at most half "
                 f"of lease_ttl ({self.lease_ttl})"
             )
-        if self.recovery_interval <= 0 or self.recovery_batch < 1:
-            raise ConfigurationError("recovery_interval must be > 0 and recovery_batch >= 1")
-        if self.retention <= 0:
-            raise ConfigurationError("retention must be > 0")
-        if self.shutdown_grace < 0:
-            raise ConfigurationError("shutdown_grace must be >= 0")
-        if self.max_queued is not None and self.max_queued < 1:
-            raise ConfigurationError("max_queued must be >= 1 or None")
-        if self.submit_batch < 1 or self.max_body_size < 1 or self.max_wait < 0:
-            raise ConfigurationError("submit_batch, max_body_size must be >= 1; max_wait >= 0")
-        if self.default_timeout is not None and self.default_timeout <= 0:
-            raise ConfigurationError("default_timeout must be > 0 or None")
-        if not self.queue or any(c in self.queue for c in "{}| "):
+        if not isinstance(self.queue, str) or not self.queue or \
+                any(c in self.queue for c in "{}| "):
             raise ConfigurationError(f"queue {self.queue!r}: use a non-empty name without "
                                      "braces, spaces or '|'")
-        if "|" in self.instance_id or not self.instance_id:
+        if not isinstance(self.instance_id, str) or "|" in self.instance_id or \
+                not self.instance_id:
             raise ConfigurationError("instance_id must be non-empty and without '|'")
+        if not isinstance(self.default_retry, RetryPolicy):
+            raise ConfigurationError("default_retry must be a RetryPolicy")
         for name in ("sensitive_headers", "persist_sensitive_headers"):
             lowered = frozenset(h.lower() for h in getattr(self, name))
             object.__setattr__(self, name, lowered)
+
+
+# (option, lowest value, lowest allowed itself, None allowed). Integers are the options
+# whose default is an int; every number must be finite.
+_NUMBERS: tuple[tuple[str, float, bool, bool], ...] = (
+    ("concurrency", 1, True, False),
+    ("prefetch", 0, True, False),
+    ("default_timeout", 0, False, True),
+    ("lease_ttl", 0, False, False),
+    ("heartbeat_interval", 0, False, False),
+    ("recovery_interval", 0, False, False),
+    ("recovery_batch", 1, True, False),
+    ("shutdown_grace", 0, True, False),
+    ("restart_backoff_max", 0, False, False),
+    ("retention", 0, False, False),
+    ("max_queued", 1, True, True),
+    ("submit_batch", 1, True, False),
+    ("max_body_size", 1, True, False),
+    ("max_result_bytes", 1, True, False),
+    ("batch_bytes", 1, True, False),
+    ("memory_budget", 1, True, False),
+    ("max_wait", 0, True, False),
+    ("retry_after", 0, True, False),
+)
+_INTEGERS = frozenset({"concurrency", "prefetch", "recovery_batch", "max_queued",
+                       "submit_batch", "max_body_size", "max_result_bytes", "batch_bytes",
+                       "memory_budget", "retry_after"})
+
+
+def _check_number(name: str, value: object, low: float, low_ok: bool, optional: bool) -> None:
+    if value is None and optional:
+        return
+    integer = name in _INTEGERS
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        kind = "an integer" if integer else "a number of seconds"
+        raise ConfigurationError(f"{name} must be {kind}, not {value!r}")
+    if not math.isfinite(value):
+        raise ConfigurationError(f"{name} must be a finite number, not {value}")
+    if value < low or (value == low and not low_ok):
+        raise ConfigurationError(f"{name} must be {'>=' if low_ok else '>'} {low:g}, "
+                                 f"not {value}")

@@ -4,6 +4,7 @@
     ├── NonRetryableError ........ raised by handlers: fail the job now, no retries
     └── AsyncEndpointsError
         ├── ConfigurationError ... misuse found at setup time (unknown handler, bad option)
+        ├── JobTimeout ........... an attempt ran over its handler's timeout (the job's error)
         ├── InvalidTransition .... a job status change the transition table forbids
         ├── NotAccepting ......... the runtime is not started, or is shutting down (HTTP 503)
         ├── QueueFull ............ the store holds ``max_queued`` waiting jobs (HTTP 503)
@@ -32,6 +33,10 @@ class AsyncEndpointsError(Exception):
 
 class ConfigurationError(AsyncEndpointsError):
     """The library was set up wrongly; raised at setup time, never while serving."""
+
+
+class JobTimeout(AsyncEndpointsError):
+    """An attempt ran longer than its handler's timeout; recorded as the job's error."""
 
 
 class InvalidTransition(AsyncEndpointsError):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
+from ._backoff import capped_exponential, jittered
 from ._errors import ConfigurationError, NonRetryableError
 
 
@@ -25,19 +27,30 @@ class RetryPolicy:
     non_retryable: tuple[type[BaseException], ...] = ()
 
     def __post_init__(self) -> None:
+        if isinstance(self.max_retries, bool) or not isinstance(self.max_retries, int):
+            raise ConfigurationError(f"max_retries must be an integer, not {self.max_retries!r}")
         if self.max_retries < 0:
-            raise ConfigurationError("max_retries must be >= 0")
+            raise ConfigurationError(f"max_retries must be >= 0, not {self.max_retries}")
+        for name in ("base_delay", "multiplier", "max_delay", "jitter"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigurationError(f"{name} must be a number, not {value!r}")
+            if not math.isfinite(value):
+                raise ConfigurationError(f"{name} must be a finite number, not {value}")
         if self.base_delay < 0 or self.max_delay < 0:
-            raise ConfigurationError("retry delays must be >= 0")
+            raise ConfigurationError("retry delays (base_delay, max_delay) must be >= 0")
         if self.multiplier < 1:
-            raise ConfigurationError("multiplier must be >= 1")
+            raise ConfigurationError(f"multiplier must be >= 1, not {self.multiplier}")
         if not 0 <= self.jitter <= 1:
-            raise ConfigurationError("jitter must be within [0, 1]")
+            raise ConfigurationError(f"jitter must be within [0, 1], not {self.jitter}")
+        if not all(isinstance(t, type) and issubclass(t, BaseException)
+                   for t in self.non_retryable):
+            raise ConfigurationError("non_retryable must be a tuple of exception types")
 
     def delay(self, retry_number: int, rng: random.Random | None = None) -> float:
-        raw = min(self.max_delay, self.base_delay * self.multiplier ** max(0, retry_number - 1))
-        factor = 1.0 - (rng or random).random() * self.jitter
-        return raw * factor
+        raw = capped_exponential(retry_number, base=self.base_delay, cap=self.max_delay,
+                                 multiplier=self.multiplier)
+        return jittered(raw, self.jitter, rng)
 
     def is_retryable(self, exc: BaseException) -> bool:
         return not isinstance(exc, (NonRetryableError, *self.non_retryable))

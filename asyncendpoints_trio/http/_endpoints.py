@@ -17,7 +17,7 @@ from .._errors import ConfigurationError, NotAccepting
 from .._handlers import HandlerRegistry, make_spec
 from .._job import Job
 from .._retry import RetryPolicy
-from .._runtime import OUTCOME_FLUSH, Runtime
+from ..runtime import OUTCOME_FLUSH, Runtime
 from ..stores._memory import MemoryStore
 from ..stores._protocol import JobStore, NewJob, Submitted
 from ._jobs import make_job_view

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import random
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -33,6 +32,7 @@ from typing import Any, NoReturn
 
 import trio
 
+from .._backoff import backoff_delay
 from .._errors import (
     PoolTimeout,
     RedisConnectionError,
@@ -275,9 +275,9 @@ class RedisClient:
             self._connection_errors += 1
             self._timeouts += isinstance(exc, RedisTimeoutError)
             self._failures += 1
-            backoff = min(self._settings.backoff_max,
-                          self._settings.backoff_initial * 2 ** min(self._failures - 1, 32))
-            self._retry_at = trio.current_time() + backoff * random.uniform(0.5, 1.0)
+            backoff = backoff_delay(self._failures, self._settings.backoff_max,
+                                    base=self._settings.backoff_initial)
+            self._retry_at = trio.current_time() + backoff
             self._last_error = str(exc)
             raise
         self._connects += 1

@@ -237,6 +237,15 @@ class MemoryStore:
                 cancel.add(lease.job_id)
         return HeartbeatReply(lost=frozenset(lost), cancel_requested=frozenset(cancel))
 
+    async def leases_of(self, owner: str) -> list[Lease]:
+        await trio.lowlevel.checkpoint()
+        found = []
+        for job_id in self._deadline:
+            job = self._jobs[job_id]
+            if job.owner == owner:
+                found.append(Lease(job_id, job.token, owner))
+        return found
+
     async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
         await trio.lowlevel.checkpoint()
         now = self._now()

@@ -137,6 +137,14 @@ class JobStore(Protocol):
         """Extend every lease in one step; report the lost ones and the cancel requests."""
         ...
 
+    async def leases_of(self, owner: str) -> list[Lease]:
+        """Every lease the store holds for ``owner`` now.
+
+        An instance compares them with the jobs it knows it holds, to release those that a
+        claim whose reply was lost leased to it. Costs a pass over the held leases.
+        """
+        ...
+
     async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
         """Apply outcomes in one step; ``False`` where the lease no longer held (fenced)."""
         ...

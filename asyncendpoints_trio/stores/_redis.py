@@ -18,10 +18,10 @@ from typing import Any
 import orjson
 import trio
 
+from .._backoff import backoff_delay
 from .._error_info import error_from_message
 from .._errors import ConfigurationError, IdempotencyConflict, QueueFull, StoreUnavailable
 from .._job import EMPTY_CONTEXT, HttpContext, Job, JobStatus
-from .._supervisor import backoff_delay
 from ..redis import RedisClient, Script
 from ._protocol import (
     AckCancel,
@@ -55,6 +55,7 @@ _FLAGS = {
     "cancel": "allow-oom",
     "recover": "allow-oom",
     "get": "no-writes,allow-oom",
+    "owned": "no-writes,allow-oom",
 }
 
 
@@ -225,6 +226,10 @@ class RedisStore:
         return HeartbeatReply(lost=frozenset(i.decode() for i in lost),
                               cancel_requested=frozenset(i.decode() for i in cancel))
 
+    async def leases_of(self, owner: str) -> list[Lease]:
+        flat = await self._run("owned", [owner])
+        return [Lease(flat[i].decode(), int(flat[i + 1]), owner) for i in range(0, len(flat), 2)]
+
     async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
         args: list[str | bytes | int | float] = [self._retention_ms, self._done_channel,
                                                  len(outcomes)]
@@ -240,7 +245,8 @@ class RedisStore:
                 else:
                     args += ["R", lease.job_id, lease.token, lease.owner, body,
                              int(o.retry_delay * 1000)]
-                    retry_soonest = min(retry_soonest or o.retry_delay, o.retry_delay)
+                    retry_soonest = (o.retry_delay if retry_soonest is None
+                                     else min(retry_soonest, o.retry_delay))
             elif isinstance(o, Release):
                 args += ["L", lease.job_id, lease.token, lease.owner, "", 0]
             else:

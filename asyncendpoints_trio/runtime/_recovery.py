@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 import trio
 
+from ..stores._protocol import JobStore, RecoveryReport
 from ._actor import Actor
-from .stores._protocol import JobStore, RecoveryReport
 
 log = logging.getLogger("asyncendpoints_trio.recovery")
 

@@ -4,9 +4,10 @@
     store --claim--> Dispatcher --HeldJob--> WorkerPool --Outcome--> OutcomeWriter --> store
     LeaseKeeper renews what HeldJobs holds; Recovery sweeps the store fleet-wide.
 
-Every actor runs under ``supervise``, which restarts it with backoff if it crashes. The
-runtime owns every channel end, so a restarted actor picks up the same channels, and
-closing them is how shutdown travels.
+Every actor runs under ``supervise``, which restarts it with backoff if it crashes, after
+letting it settle what its dead run left (``Actor.after_crash``). The runtime owns every
+channel end, so a restarted actor picks up the same channels, and closing them is how
+shutdown travels.
 """
 
 from __future__ import annotations
@@ -14,26 +15,26 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 
+from .._config import EndpointsConfig
+from .._errors import NotAccepting
+from .._handlers import HandlerRegistry
+from .._job import Job, JobStatus
+from ..stores._protocol import JobStore, NewJob, Outcome, Submitted
 from ._actor import Actor
-from ._config import EndpointsConfig
-from ._credits import Credits
+from ._attempt import Attempts
 from ._dispatcher import Dispatcher
-from ._errors import NotAccepting
-from ._handlers import HandlerRegistry
+from ._events import StoreEvents
 from ._held import CancelReason, HeldJob, HeldJobs
 from ._intake import Intake, Reply, Submission
-from ._job import Job, JobStatus
 from ._lease import LeaseKeeper
 from ._outcomes import OutcomeWriter
 from ._recovery import Recovery
 from ._supervisor import ActorHealth, supervise
 from ._worker import WorkerPool
-from .stores._protocol import JobStore, NewJob, Outcome, Submitted
 
 log = logging.getLogger("asyncendpoints_trio.runtime")
 
@@ -63,7 +64,8 @@ class Runtime:
         self._started = False
         self._health: dict[str, ActorHealth] = {}
         self._actors: dict[str, Actor] = {}
-        self.held = HeldJobs()
+        self.held = HeldJobs(config.concurrency + config.prefetch)
+        self.pool: WorkerPool | None = None
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -96,25 +98,28 @@ class Runtime:
         submit_tx, submit_rx = trio.open_memory_channel[Submission](cfg.submit_batch * 4)
         jobs_tx, jobs_rx = trio.open_memory_channel[HeldJob](total)
         out_tx, out_rx = trio.open_memory_channel[Outcome](total)
-        credits = Credits(total)
         owner = cfg.instance_id
 
-        intake = Intake(self.store, submit_rx, cfg.submit_batch, cfg.max_queued)
+        intake = Intake(self.store, submit_rx, cfg.submit_batch, cfg.batch_bytes,
+                        cfg.max_queued)
         recovery = Recovery(self.store, cfg.recovery_interval, cfg.recovery_batch)
-        dispatcher = Dispatcher(self.store, self.held, credits, jobs_tx, owner, cfg.lease_ttl)
-        pool = WorkerPool(cfg, self.handlers, self.held, credits, jobs_rx, out_tx, self._rng)
-        writer = OutcomeWriter(self.store, self.held, out_rx, cfg.restart_backoff_max)
+        dispatcher = Dispatcher(self.store, self.held, jobs_tx, owner, cfg.lease_ttl)
+        attempts = Attempts(cfg, self.handlers, self._rng)
+        pool = WorkerPool(attempts, self.held, cfg.concurrency, jobs_rx, out_tx)
+        writer = OutcomeWriter(self.store, self.held, out_rx, cfg.restart_backoff_max,
+                               cfg.batch_bytes)
         keeper = LeaseKeeper(self.store, self.held, owner, cfg.lease_ttl, cfg.heartbeat_interval)
-        events = _StoreEvents(self.store, self.held)
+        events = StoreEvents(self.store, self.held)
         self._actors = {"intake": intake, "recovery": recovery, "store_events": events}
         if cfg.run_workers:
             self._actors |= {"dispatcher": dispatcher, "workers": pool, "outcomes": writer,
                              "lease_keeper": keeper}
+        self.pool = pool
 
         async with trio.open_nursery() as nursery:
             actors: dict[str, _Running] = {}
             for name, actor in self._actors.items():
-                actors[name] = await nursery.start(self._supervised, name, actor.run)
+                actors[name] = await nursery.start(self._supervised, name, actor)
             self._submit = submit_tx
             log.info("runtime %s started: %d workers, store %s", owner,
                      cfg.concurrency if cfg.run_workers else 0, type(self.store).__name__)
@@ -138,11 +143,24 @@ class Runtime:
                 with trio.move_on_at(deadline):
                     await actors["workers"].done.wait()
                 pool.cancel_running()
-                await actors["workers"].done.wait()
+                await self._wait_for_stubborn_handlers(actors["workers"])
                 await out_tx.aclose()
                 await actors["outcomes"].finish_by(trio.current_time() + OUTCOME_FLUSH)
             nursery.cancel_scope.cancel()
         log.info("runtime %s stopped", owner)
+
+    async def _wait_for_stubborn_handlers(self, workers: _Running) -> None:
+        """Handlers that ignore cancellation (a thread, a shielded flush) run on; their
+        leases are renewed until they return, so no peer runs those jobs beside them."""
+        with trio.move_on_after(1.0):
+            await workers.done.wait()
+        while not workers.done.is_set():
+            ids = sorted(h.job_id for h in self.pool.running) if self.pool else []
+            log.warning("drain: %d handler(s) ignore cancellation and still run (%s); "
+                        "keeping their leases until they return", len(ids),
+                        ", ".join(ids[:5]) + (" ..." if len(ids) > 5 else ""))
+            with trio.move_on_after(10.0):
+                await workers.done.wait()
 
     @staticmethod
     def _refuse_leftovers(submit_rx: trio.MemoryReceiveChannel[Submission]) -> None:
@@ -156,7 +174,7 @@ class Runtime:
     async def _supervised(
         self,
         name: str,
-        actor: Callable[[], Awaitable[None]],
+        actor: Actor,
         *,
         task_status: trio.TaskStatus[_Running],
     ) -> None:
@@ -214,29 +232,6 @@ class Runtime:
         stats["held_jobs"] = len(self.held)
         stats["store"] = dict(self.store.statistics())
         return stats
-
-
-@dataclasses.dataclass(slots=True)
-class _EventStats:
-    cancels_heard: int = 0
-    cancels_applied: int = 0
-
-
-@dataclasses.dataclass(slots=True)
-class _StoreEvents(Actor):
-    """Hears fleet-wide cancel requests and stops our handler of that job at once."""
-
-    store: JobStore
-    held: HeldJobs
-    stats: _EventStats = dataclasses.field(default_factory=_EventStats)
-
-    async def run(self) -> None:
-        await self.store.watch_events(self._on_cancel)
-
-    def _on_cancel(self, job_id: str) -> None:
-        self.stats.cancels_heard += 1
-        if self.held.cancel(job_id, CancelReason.USER):
-            self.stats.cancels_applied += 1
 
 
 @dataclasses.dataclass(slots=True)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-import random
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
+
+from .._backoff import backoff_delay
+from ._actor import Actor
 
 log = logging.getLogger("asyncendpoints_trio.supervisor")
 
@@ -19,21 +20,35 @@ class ActorHealth:
     last_error: str | None = None
 
 
-def backoff_delay(failures: int, cap: float, base: float = 0.1) -> float:
-    """Exponential in consecutive failures, capped, with jitter so peers do not sync up."""
-    raw: float = min(cap, base * 2.0 ** max(0, failures - 1))
-    return raw * (0.5 + random.random() / 2)
+def root_cause(exc: BaseException) -> BaseException:
+    """The exception that matters inside the exception groups nurseries wrap it in."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` that cannot raise, whatever the exception's ``__str__`` does."""
+    exc = root_cause(exc)
+    if isinstance(exc, BaseExceptionGroup):
+        first = describe(exc.exceptions[0])
+        return f"{len(exc.exceptions)} errors, the first: {first}"
+    try:
+        text = str(exc)
+    except Exception:
+        text = "<message not printable>"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 async def supervise(
     name: str,
-    actor: Callable[[], Awaitable[None]],
+    actor: Actor,
     health: ActorHealth,
     *,
     backoff_cap: float,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Run ``actor`` until it returns; restart it after each ``Exception``.
+    """Run ``actor`` until it returns; after each ``Exception``, settle and restart it.
 
     Cancellation is never caught here: it is how the runtime stops an actor.
     A run that lasted a while resets the failure count, so a rare crash restarts fast.
@@ -44,17 +59,21 @@ async def supervise(
         health.state = "running"
         started = trio.current_time()
         try:
-            await actor()
+            await actor.run()
         except Exception as exc:
             if trio.current_time() - started > backoff_cap:
                 failures = 0
             failures += 1
             health.restarts += 1
-            health.last_error = f"{type(exc).__name__}: {exc}"
+            health.last_error = describe(exc)
             health.state = "backing-off"
             delay = backoff_delay(failures, backoff_cap)
             log.warning("actor %s crashed (%s); restarting in %.2fs", name, health.last_error,
                         delay, exc_info=failures == 1)
+            try:
+                await actor.after_crash(exc)
+            except Exception:
+                log.exception("actor %s: settling after its crash failed", name)
             await trio.sleep(delay)
         else:
             health.state = "stopped"

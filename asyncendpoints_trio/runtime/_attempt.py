@@ -1,0 +1,199 @@
+"""One attempt at one job: run its handler and turn however it ended into an ``Outcome``.
+
+``Attempts.run`` is closed under failure: whatever the handler, its request type's
+validators or our own bookkeeping raise, the answer is an outcome for *that job*
+(``HandlerCrashed`` where nothing more precise applies), never an exception that would take
+the worker pool and every job running beside it down. Only cancellation and the process-wide
+exits (``KeyboardInterrupt``, ``SystemExit``) leave it, as they must.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from .._config import EndpointsConfig
+from .._context import AsyncContext
+from .._error_info import error_from_exception, error_from_message
+from .._errors import JobTimeout
+from .._handlers import HandlerRegistry, HandlerSpec
+from .._job import Job
+from .._result import MethodResult
+from .._retry import RetryPolicy
+from ..stores._protocol import AckCancel, Complete, Fail, Outcome, Release
+from ._held import CancelReason, HeldJob
+
+log = logging.getLogger("asyncendpoints_trio.worker")
+
+
+@dataclass(slots=True)
+class AttemptStats:
+    started: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    retried: int = 0
+    timed_out: int = 0
+    canceled: int = 0
+    released: int = 0
+    lease_lost: int = 0
+    crashed: int = 0  # attempts that ended in HandlerCrashed
+    running: int = 0
+
+
+@dataclass(slots=True)
+class Attempts:
+    config: EndpointsConfig
+    handlers: HandlerRegistry
+    rng: random.Random = field(default_factory=random.Random)
+    stats: AttemptStats = field(default_factory=AttemptStats)
+    draining: bool = False  # shutdown began: jobs not started yet go back unrun
+
+    async def run(self, held: HeldJob) -> Outcome | None:
+        """The outcome to store for ``held``; ``None`` when nothing may be written."""
+        try:
+            return await self._run(held)
+        except Exception as exc:
+            return self.crashed(held, exc)
+
+    def crashed(self, held: HeldJob, exc: BaseException) -> Outcome | None:
+        """A failure around the handler, ours or the user's: the job's outcome, charged as
+        an attempt and retried per its policy like any failure."""
+        self.stats.crashed += 1
+        if held.reason is CancelReason.LEASE_LOST:
+            return None
+        try:
+            spec = self.handlers.get(held.claimed.job.name)
+            return self._failure(spec, held, "HandlerCrashed", exc)
+        except Exception:  # the last line of defence must not fail: fail the job plainly
+            log.exception("job %s: building its failure failed", held.job_id)
+            return Fail(held.lease, error_from_message(
+                "HandlerCrashed", "the attempt failed in a way that could not be recorded"),
+                None)
+
+    async def _run(self, held: HeldJob) -> Outcome | None:
+        job = held.claimed.job
+        if held.reason is None and self.draining:
+            held.reason = CancelReason.SHUTDOWN
+        if held.reason is not None:
+            return self._after_cancel(held)
+        spec = self.handlers.get(job.name)
+        if spec is None:
+            self.stats.failed += 1
+            return Fail(held.lease, error_from_message(
+                "UnknownHandler", f"no handler for job name {job.name!r} on this instance"), None)
+        try:
+            request = spec.request_adapter.validate_json(job.payload)
+        except Exception as exc:  # ValidationError, or a validator that raised on old data
+            self.stats.failed += 1
+            log.warning("job %s: the stored request of %s does not validate: %s", job.id,
+                        job.name, type(exc).__name__)
+            return Fail(held.lease, error_from_exception("InvalidPayload", exc), None)
+        ctx: AsyncContext[Any] = AsyncContext(request, job.id, job.name, job.attempt, job.context)
+        timeout = spec.timeout if spec.timeout is not None else self.config.default_timeout
+        value, error, scope = await self._call(held, spec, ctx, timeout)
+        if scope.cancel_called:
+            finished = error is None and not scope.cancelled_caught
+            if held.reason is CancelReason.SHUTDOWN and finished:
+                # It ran to the end all the same (a thread cannot be stopped): store its
+                # result rather than run it again elsewhere.
+                pass
+            elif held.reason is not None:
+                # Whatever the handler did once cancelled, the cancel decides the outcome.
+                return self._after_cancel(held)
+            else:
+                # The deadline passed. cancel_called, not cancelled_caught: a handler that
+                # swallowed the cancellation and returned still ran out of time.
+                self.stats.timed_out += 1
+                error = JobTimeout(f"attempt {job.attempt} ran over its {timeout}s timeout")
+        if error is None and isinstance(value, MethodResult):
+            if value.error is not None:
+                error = value.error
+            value = value.value
+        if error is not None:
+            code = "Timeout" if isinstance(error, JobTimeout) else "HandlerError"
+            return self._failure(spec, held, code, error)
+        return self._complete(spec, held, value)
+
+    async def _call(
+        self, held: HeldJob, spec: HandlerSpec, ctx: AsyncContext[Any], timeout: float | None
+    ) -> tuple[Any, BaseException | None, trio.CancelScope]:
+        value: Any = None
+        error: BaseException | None = None
+        self.stats.started += 1
+        self.stats.running += 1
+        # One scope serves both the timeout (its deadline) and our cancels (held.reason
+        # says which): entering and leaving scopes was a quarter of a worker's time per job.
+        deadline = trio.current_time() + timeout if timeout is not None else math.inf
+        scope = trio.CancelScope(deadline=deadline)
+        try:
+            with scope:
+                held.scope = scope
+                if held.reason is not None:
+                    scope.cancel()
+                try:
+                    value = await spec.func(ctx)
+                except Exception as exc:
+                    error = exc
+        except Exception as exc:
+            # What a nursery inside the handler raised next to the Cancelled our scope took
+            # out of the group: a failure of the handler like any other.
+            error = exc
+        finally:
+            held.scope = None
+            self.stats.running -= 1
+        return value, error, scope
+
+    def _complete(self, spec: HandlerSpec, held: HeldJob, value: Any) -> Outcome:
+        job = held.claimed.job
+        try:
+            result = spec.result_adapter.dump_json(value, warnings=False)
+        except Exception as exc:
+            self.stats.failed += 1
+            log.warning("job %s: result of %s does not serialize: %s", job.id, job.name,
+                        type(exc).__name__)
+            return Fail(held.lease, error_from_exception("ResultSerializationError", exc), None)
+        limit = self.config.max_result_bytes
+        if len(result) > limit:
+            self.stats.failed += 1
+            log.warning("job %s: result of %s is %d bytes, over max_result_bytes (%d)",
+                        job.id, job.name, len(result), limit)
+            return Fail(held.lease, error_from_message(
+                "ResultTooLarge", f"the result is {len(result)} bytes; the limit "
+                f"(max_result_bytes) is {limit}"), None)
+        self.stats.succeeded += 1
+        return Complete(held.lease, result)
+
+    def _after_cancel(self, held: HeldJob) -> Outcome | None:
+        if held.reason is CancelReason.USER:
+            self.stats.canceled += 1
+            return AckCancel(held.lease)
+        if held.reason is CancelReason.SHUTDOWN:
+            self.stats.released += 1
+            return Release(held.lease)
+        self.stats.lease_lost += 1
+        log.warning("job %s: lease lost, handler stopped; its result is not written",
+                    held.job_id)
+        return None
+
+    def _failure(
+        self, spec: HandlerSpec | None, held: HeldJob, code: str, exc: BaseException
+    ) -> Outcome:
+        job: Job = held.claimed.job
+        policy: RetryPolicy = (spec.retry if spec is not None else None) or \
+            self.config.default_retry
+        error = error_from_exception(code, exc)
+        if policy.is_retryable(exc) and job.retry_count < job.max_retries:
+            self.stats.retried += 1
+            delay = policy.delay(job.retry_count + 1, self.rng)
+            log.info("job %s attempt %d failed (%s); retry in %.2fs", job.id, job.attempt,
+                     error["message"], delay)
+            return Fail(held.lease, error, delay)
+        self.stats.failed += 1
+        log.info("job %s failed for good after %d attempts: %s", job.id, job.attempt,
+                 error["message"])
+        return Fail(held.lease, error, None)

@@ -1,0 +1,186 @@
+"""Outcome writer: applies finished jobs' outcomes to the store, batched.
+
+Workers never wait on the store themselves. Outcomes that pile up while one write is in
+flight go out together in the next, up to a count and a byte bound (one huge batch would
+hold Redis, and every instance's heartbeats with it, for as long as it takes to run).
+
+What fails is told apart:
+
+- ``StoreUnavailable`` (the link, a timeout, a full pool) is transient: the same batch is
+  retried with backoff. The leases stay renewed meanwhile, and if they are lost anyway,
+  fencing makes the late write harmless.
+- Anything else (an error reply, a result over the server's limits, a bug) will fail the
+  same way again. The batch is split in halves until the outcome that fails is alone; only
+  that one is replaced by a plain failure of its job (``OutcomeUnwritable``), and if even that
+  cannot be written, the job is let go: its lease expires and recovery hands it to a peer.
+  One bad outcome never blocks the ones behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import orjson
+import trio
+
+from .._backoff import backoff_delay
+from .._error_info import error_from_message, safe_str
+from .._errors import StoreUnavailable
+from ..stores._protocol import Complete, Fail, JobStore, Outcome
+from ._actor import Actor
+from ._held import HeldJobs
+
+log = logging.getLogger("asyncendpoints_trio.outcomes")
+
+BATCH_LIMIT = 256
+
+
+def outcome_size(outcome: Outcome) -> int:
+    """Roughly the bytes an outcome sends to the store."""
+    if isinstance(outcome, Complete):
+        return len(outcome.result) + 64
+    if isinstance(outcome, Fail):
+        try:
+            return len(orjson.dumps(outcome.error)) + 64
+        except Exception:  # unserializable: the store will say so, and we isolate it
+            return 64
+    return 64
+
+
+@dataclass(slots=True)
+class OutcomeStats:
+    written: int = 0
+    batches: int = 0
+    fenced: int = 0  # refused: the lease had moved on (e.g. a paused instance woke up)
+    store_errors: int = 0
+    splits: int = 0  # batches split to isolate an outcome that could not be written
+    unwritable: int = 0  # outcomes replaced by OutcomeUnwritable, or let go
+
+
+@dataclass(slots=True)
+class OutcomeWriter(Actor):
+    store: JobStore
+    held: HeldJobs
+    receive: trio.MemoryReceiveChannel[Outcome]
+    backoff_cap: float
+    batch_bytes: int
+    stats: OutcomeStats = field(default_factory=OutcomeStats)
+    _carry: Outcome | None = None  # taken from the channel, too big for the last batch
+    _inflight: list[Outcome] = field(default_factory=list)
+
+    async def run(self) -> None:
+        if self._inflight:  # what a crashed run was writing
+            await self._write(self._inflight)
+            self._inflight = []
+        while True:
+            batch = await self._next_batch()
+            if not batch:
+                return
+            self._inflight = batch
+            await self._write(batch)
+            self._inflight = []
+
+    async def _next_batch(self) -> list[Outcome]:
+        if self._carry is not None:
+            first, self._carry = self._carry, None
+        else:
+            try:
+                first = await self.receive.receive()
+            except trio.EndOfChannel:
+                return []
+        batch = [first]
+        size = outcome_size(first)
+        while len(batch) < BATCH_LIMIT and size < self.batch_bytes:
+            try:
+                item = self.receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            item_size = outcome_size(item)
+            if size + item_size > self.batch_bytes:
+                self._carry = item
+                break
+            batch.append(item)
+            size += item_size
+        return batch
+
+    async def _write(self, batch: list[Outcome]) -> None:
+        failures = 0
+        while True:
+            try:
+                applied = await self.store.finish(batch)
+                break
+            except StoreUnavailable as exc:
+                failures += 1
+                self.stats.store_errors += 1
+                log.log(logging.WARNING if failures == 1 else logging.DEBUG,
+                        "writing %d outcomes failed (%s); retrying", len(batch), exc)
+                await trio.sleep(backoff_delay(failures, self.backoff_cap))
+            except Exception as exc:
+                self.stats.store_errors += 1
+                await self._isolate(batch, exc)
+                return
+        self.stats.batches += 1
+        self._settle(batch, applied)
+
+    async def _isolate(self, batch: list[Outcome], exc: Exception) -> None:
+        if len(batch) > 1:
+            self.stats.splits += 1
+            half = len(batch) // 2
+            await self._write(batch[:half])
+            await self._write(batch[half:])
+            return
+        [outcome] = batch
+        self.stats.unwritable += 1
+        replacement = _plain_failure(outcome, exc)
+        if replacement is not None:
+            log.error("job %s: its %s cannot be stored (%s); failing the job instead",
+                      outcome.lease.job_id, type(outcome).__name__, safe_str(exc))
+            try:
+                applied = await self._finish_once([replacement])
+            except Exception as again:
+                log.error("job %s: not even its failure can be stored (%s)",
+                          outcome.lease.job_id, safe_str(again))
+            else:
+                self._settle([replacement], applied)
+                return
+        # Let it go: stop renewing, so the lease expires and recovery gives the job to a
+        # peer (or here) again. Better than holding every later outcome behind it.
+        log.error("job %s: giving up on its outcome; it is retried once its lease expires",
+                  outcome.lease.job_id)
+        self.held.settle(outcome.lease)
+
+    async def _finish_once(self, batch: list[Outcome]) -> list[bool]:
+        failures = 0
+        while True:
+            try:
+                return await self.store.finish(batch)
+            except StoreUnavailable:
+                failures += 1
+                self.stats.store_errors += 1
+                await trio.sleep(backoff_delay(failures, self.backoff_cap))
+
+    def _settle(self, batch: list[Outcome], applied: list[bool]) -> None:
+        for outcome, ok in zip(batch, applied, strict=True):
+            lease = outcome.lease
+            self.held.settle(lease)
+            if ok:
+                self.stats.written += 1
+            else:
+                self.stats.fenced += 1
+                log.warning("job %s: %s refused, the lease (token %d) is no longer ours",
+                            lease.job_id, type(outcome).__name__, lease.token)
+
+
+def _plain_failure(outcome: Outcome, exc: Exception) -> Outcome | None:
+    """A failure of the job, small and plain, to store instead of what could not be."""
+    if not isinstance(outcome, (Complete, Fail)):
+        return None  # a release or a cancel ack: nothing smaller to say
+    if isinstance(outcome, Fail) and outcome.error.get("code") == "OutcomeUnwritable":
+        return None  # this already was the plain one
+    what = "result" if isinstance(outcome, Complete) else "error"
+    error = error_from_message(
+        "OutcomeUnwritable",
+        f"the attempt's {what} could not be stored: {type(exc).__name__}: {safe_str(exc)}"[:500])
+    retry = outcome.retry_delay if isinstance(outcome, Fail) else None
+    return Fail(outcome.lease, error, retry)
