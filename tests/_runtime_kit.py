@@ -55,3 +55,20 @@ async def wait_terminal(rt: Runtime, job_id: str, timeout: float = 60.0) -> Job:
             assert job is not None
             if job.is_terminal:
                 return job
+
+
+async def start(nursery: trio.Nursery, handlers: HandlerRegistry, config: EndpointsConfig,
+                store: JobStore) -> Runtime:
+    """A runtime started in ``nursery``; stop it with ``await stop(rt)``."""
+    rt = Runtime(store, handlers, config)
+    await nursery.start(rt.run)
+    return rt
+
+
+async def stop(rt: Runtime) -> None:
+    rt.stop()
+    await rt.wait_stopped()
+
+
+def restarts(rt: Runtime) -> dict[str, int]:
+    return {name: actor["restarts"] for name, actor in rt.health()["actors"].items()}
