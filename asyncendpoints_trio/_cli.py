@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--bind", default="127.0.0.1:8000", metavar="HOST:PORT")
     serve.add_argument("--workers", type=int, default=1, metavar="N",
                        help="processes; each runs its own runtime (default 1)")
+    serve.add_argument("--keep-alive", type=float, default=5.0, metavar="SECONDS",
+                       help="close an idle keep-alive connection after this long (default 5)")
     serve.add_argument("--no-workers", action="store_true",
                        help="API only: accept and serve jobs, run no handlers")
     worker = sub.add_parser("worker", help="run jobs only, no HTTP")
@@ -146,6 +148,7 @@ def _hypercorn_config(args: argparse.Namespace, grace: float) -> Any:
     config.worker_class = "trio"
     config.workers = args.workers
     config.graceful_timeout = grace
+    config.keep_alive_timeout = args.keep_alive
     # Hypercorn gives the app's shutdown 60 s by default; our drain may need more.
     config.shutdown_timeout = max(60.0, grace + OUTCOME_FLUSH + 10.0)
     config.accesslog = None

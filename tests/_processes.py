@@ -6,7 +6,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +56,7 @@ class Service:
 async def cli_process(
     args: Sequence[str], *, env: dict[str, str] | None = None,
     ready: bytes | re.Pattern[bytes] | None = _URL,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> AsyncIterator[Service]:
     """Run ``python -m asyncendpoints_trio ARGS``; kill it at the end if still running."""
     # REDIS_URL would switch the CLI to Redis: tests choose the store explicitly.
@@ -63,7 +64,8 @@ async def cli_process(
     full_env = {**inherited, "PYTHONUNBUFFERED": "1", **(env or {})}
     process = await trio.lowlevel.open_process(
         [sys.executable, "-m", "asyncendpoints_trio", *args], cwd=ROOT, env=full_env,
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        preexec_fn=preexec_fn)
     service = Service(process)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(service.pump)

@@ -20,6 +20,7 @@ from .._retry import RetryPolicy
 from ..runtime import OUTCOME_FLUSH, Runtime
 from ..stores._memory import MemoryStore
 from ..stores._protocol import JobStore, NewJob, Submitted
+from ._connection_fix import install_connection_fix
 from ._jobs import make_job_view
 from ._openapi import RouteInfo, build_openapi
 from ._problems import problem
@@ -90,6 +91,7 @@ class AsyncEndpoints:
             raise ConfigurationError("this app has an AsyncEndpoints already")
         self.app = app
         app.extensions[EXTENSION_KEY] = self
+        install_connection_fix(app)
         app.before_serving(self._start)
         app.after_serving(self._stop)
         app.register_error_handler(HTTPException, self._http_error)

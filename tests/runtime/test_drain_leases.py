@@ -21,9 +21,11 @@ from .._runtime_kit import new, registry, start, stop, wait_terminal
 FAST = {"lease_ttl": 1.5, "heartbeat_interval": 0.5, "recovery_interval": 0.2}
 
 
-def stubborn_handlers(runs: list[tuple[str, str, int]], instance: str, how: str) -> Any:
+def stubborn_handlers(runs: list[tuple[str, str, int]], instance: str, how: str,
+                      started: trio.Event) -> Any:
     async def stubborn(ctx: AsyncContext[Any]) -> str:
         runs.append(("start", instance, ctx.attempt))
+        started.set()
         if how == "shield":
             with trio.CancelScope(shield=True):
                 await trio.sleep(4)
@@ -38,15 +40,16 @@ def stubborn_handlers(runs: list[tuple[str, str, int]], instance: str, how: str)
 async def _drain_with_stubborn_handler(how: str) -> None:
     store = MemoryStore()
     runs: list[tuple[str, str, int]] = []
+    started = trio.Event()
     async with trio.open_nursery() as nursery:
-        a = await start(nursery, stubborn_handlers(runs, "a", how),
+        a = await start(nursery, stubborn_handlers(runs, "a", how, started),
                         EndpointsConfig(**FAST, shutdown_grace=0.5), store)
         job_id = (await a.submit(new("Stubborn", max_retries=0))).job.id
         with trio.fail_after(5):
-            while not runs:
-                await trio.sleep(0.01)
+            await started.wait()
         # A peer that would reclaim the job the moment its lease expired.
-        b = await start(nursery, stubborn_handlers(runs, "b", how), EndpointsConfig(**FAST),
+        b = await start(nursery, stubborn_handlers(runs, "b", how, trio.Event()),
+                        EndpointsConfig(**FAST),
                         store)
         await stop(a)  # grace 0.5 s, then the handler is cancelled and ignores it
         job = await wait_terminal(b, job_id)

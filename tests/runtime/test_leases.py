@@ -23,10 +23,12 @@ async def test_handler_stops_before_its_lease_expires_when_heartbeats_hang(
     shared = MemoryStore()
     link_a = FaultyStore(shared)
     events: list[tuple[str, str, float]] = []
+    started = trio.Event()
 
     def handlers(instance: str) -> Any:
         async def long(ctx: AsyncContext[Any]) -> str:
             events.append(("start", instance, trio.current_time()))
+            started.set()
             try:
                 await trio.sleep(30)
             finally:
@@ -39,8 +41,7 @@ async def test_handler_stops_before_its_lease_expires_when_heartbeats_hang(
         a = await start(nursery, handlers("a"), EndpointsConfig(**FAST), link_a)
         job_id = (await a.submit(new("Long"))).job.id
         with trio.fail_after(5):
-            while not events:
-                await trio.sleep(0.01)
+            await started.wait()
         link_a.inject("heartbeat", "hang", times=float("inf"))
         b = await start(nursery, handlers("b"), EndpointsConfig(**FAST), shared)
         job = await wait_terminal(b, job_id, timeout=120)
