@@ -243,6 +243,20 @@ class StoreContract:
         job = await store.get(new.id)
         assert job is not None and job.name == "Work"
 
+    async def test_same_id_and_request_again_is_the_same_job(
+        self, store: JobStore, clock: object
+    ) -> None:
+        """A submit sent again after its reply was lost carries the same id: it finds the
+        job the first one stored, rather than storing a second or answering a conflict."""
+        new = new_job()
+        await submit_one(store, new)
+        [again] = await store.submit([new])
+        assert isinstance(again, Submitted) and not again.created
+        assert again.job.id == new.id and again.job.payload == new.payload
+        [claimed] = await store.claim(OWNER, 5, 10.0)
+        assert claimed.job.id == new.id
+        assert await store.claim(OWNER, 5, 10.0) == []  # queued once, not twice
+
     async def test_queue_full(self, store: JobStore, clock: object) -> None:
         answers = await store.submit(
             [new_job(payload=str(i).encode()) for i in range(3)], max_queued=2

@@ -281,6 +281,18 @@ async def test_x_async_request_id_guid_becomes_the_job_id() -> None:
         assert (await client.get(f"/jobs/{chosen}")).status_code == 200
 
 
+async def test_x_async_request_id_in_another_case_is_the_same_request() -> None:
+    app, _ = make_app(EndpointsConfig(run_workers=False, shutdown_grace=1))
+    chosen = str(uuid.uuid4())
+    body = {"item": "a", "quantity": 1}
+    async with client_for(app) as client:
+        first = await client.post("/orders", json=body, headers={"X-Async-Request-Id": chosen})
+        again = await client.post("/orders", json=body,
+                                  headers={"X-Async-Request-Id": chosen.upper()})
+    assert first.status_code == 202 and again.status_code == 202, again.text
+    assert first.json()["id"] == again.json()["id"] == chosen
+
+
 async def test_queue_full_is_503_with_retry_after() -> None:
     app, _ = make_app(EndpointsConfig(run_workers=False, max_queued=2, retry_after=7,
                                       shutdown_grace=1))
@@ -291,6 +303,29 @@ async def test_queue_full_is_503_with_retry_after() -> None:
         full = await client.post("/orders", json={"item": "a", "quantity": 1})
         assert_problem(full, 503, "QueueFull")
         assert full.headers["retry-after"] == "7"
+
+
+async def test_memory_store_over_its_byte_budget_is_503_until_retention_frees_room() -> None:
+    """1,000 submits of 1 MiB used to grow the service by a gigabyte: max_queued counts
+    jobs, not bytes. Over memory_budget a submit answers 503 QueueFull. (The first job's
+    600 kB result counts too: 1.2 MB + 0.6 MB fits, a third 0.6 MB does not.)"""
+    config = EndpointsConfig(memory_budget=2_000_000, retention=0.2, retry_after=3,
+                             shutdown_grace=1)
+    app, _ = make_app(config)
+    big = {"item": "x" * 600_000, "quantity": 1}
+    async with client_for(app) as client:
+        accepted = [await client.post("/orders", json=big) for _ in range(2)]
+        assert [r.status_code for r in accepted] == [202, 202]
+        full = await client.post("/orders", json=big)
+        assert_problem(full, 503, "QueueFull")
+        assert full.headers["retry-after"] == "3" and "memory_budget" in full.json()["detail"]
+        for response in accepted:  # they complete, then their retention runs out
+            done = await client.get(response.headers["location"], params={"wait": 5})
+            assert done.json()["status"] == "Completed"
+        with trio.fail_after(10):
+            while (again := await client.post("/orders", json=big)).status_code == 503:
+                await trio.sleep(0.1)
+        assert again.status_code == 202
 
 
 class DownStore(MemoryStore):

@@ -247,7 +247,7 @@ def make_store(config: EndpointsConfig) -> JobStore:
 
         return RedisStore.from_url(config.redis_url, queue=config.queue,
                                    retention=config.retention)
-    return MemoryStore(retention=config.retention)
+    return MemoryStore(retention=config.retention, max_bytes=config.memory_budget)
 
 
 def endpoints_of(app: Quart) -> AsyncEndpoints:

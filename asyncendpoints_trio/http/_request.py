@@ -84,7 +84,12 @@ def read_meta(request: Request, config: EndpointsConfig) -> RequestMeta:
     for name, value in every:
         if value and name in IDEMPOTENCY_HEADERS and name not in found:
             found[name] = value
-    key = found.get("idempotency-key") or found.get("x-async-request-id")
+    key = found.get("idempotency-key")
+    if key is None and "x-async-request-id" in found:
+        # The original's header names the job by a GUID, which becomes the job id in its
+        # canonical form; the key must be that same form, or the same GUID in capitals
+        # would be another key for the same job id (409 for the identical request).
+        key = _canonical_guid(found["x-async-request-id"])
     if key is not None and len(key) > 255:
         header = "Idempotency-Key" if "idempotency-key" in found else "X-Async-Request-Id"
         raise Problem(400, detail=f"{header} is longer than 255 characters",
@@ -98,6 +103,13 @@ def read_meta(request: Request, config: EndpointsConfig) -> RequestMeta:
                       if request.query_string else {}),
     )
     return RequestMeta(context, every, key, _job_id(found))
+
+
+def _canonical_guid(value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        return value
 
 
 def _job_id(found: dict[str, str]) -> str:

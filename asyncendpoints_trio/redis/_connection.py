@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 import ssl
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Final, TypeAlias, cast
 
 import hiredis
@@ -38,6 +39,8 @@ NO_REPLY: Final = cast(Any, object())
 # be mistaken for a reply by a careless ``if not reply``.
 _NEED_DATA: Final = object()
 _RECEIVE_SIZE: Final = 64 * 1024
+# Large requests go out in pieces, each under its own write deadline.
+_SEND_CHUNK: Final = 256 * 1024
 
 # Everything the transport can throw at us; translated to RedisConnectionError at this boundary.
 # ssl.SSLError is an OSError; trio wraps the SSL errors it sees in BrokenResourceError.
@@ -100,31 +103,49 @@ class Connection:
                       read_timeout: float | None) -> list[Any]:
         """Write ``commands`` at once, read one reply each.
 
-        ``read_timeout`` bounds each silence while replies are due (None: wait forever, for
-        blocking commands without a server-side timeout). On any interruption the connection
-        is closed before the exception leaves.
+        ``write_timeout`` bounds each stall while the request goes out (a large request that
+        keeps moving is healthy), ``read_timeout`` each silence while replies are due (None:
+        wait forever, for blocking commands without a server-side timeout). On any
+        interruption the connection is closed before the exception leaves.
         """
         if self._closed:
             raise RedisConnectionError(f"{self._address}: connection is closed")
         payload = b"".join([_pack(command) for command in commands])
-        phase = "write"
+        phase = ["write"]
+        with self._mapped(phase), trio.CancelScope() as scope:
+            await self._send_all(scope, payload)
+            phase[0] = "read"
+            replies = []
+            for _ in range(len(commands)):
+                replies.append(await self._read_reply(scope, read_timeout))
+            return replies
+        # Only our own deadline gets here. The reply may still come: never reuse this socket.
+        self.abort()
+        raise RedisTimeoutError(f"{self._address}: {phase[0]} timed out")
+
+    async def _send_all(self, scope: trio.CancelScope, payload: bytes) -> None:
+        if len(payload) <= _SEND_CHUNK:
+            scope.deadline = trio.current_time() + self._write_timeout
+            await self._stream.send_all(payload)
+            return
+        view = memoryview(payload)
+        for start in range(0, len(view), _SEND_CHUNK):
+            scope.deadline = trio.current_time() + self._write_timeout
+            await self._stream.send_all(view[start:start + _SEND_CHUNK])
+
+    @contextmanager
+    def _mapped(self, phase: list[str]) -> Iterator[None]:
+        """The one place transport errors become ours: whatever interrupts a request or a
+        push-stream read closes the link first (its state is unknown), then leaves as
+        ``RedisConnectionError`` (transport) or as itself (cancellation, our own errors)."""
         try:
-            with trio.CancelScope(deadline=trio.current_time() + self._write_timeout) as scope:
-                await self._stream.send_all(payload)
-                phase = "read"
-                replies = []
-                for _ in range(len(commands)):
-                    replies.append(await self._read_reply(scope, read_timeout))
-                return replies
+            yield
         except _TRANSPORT_ERRORS as exc:
             self.abort()
-            raise RedisConnectionError(f"{self._address}: {phase} failed: {exc!r}") from exc
+            raise RedisConnectionError(f"{self._address}: {phase[0]} failed: {exc!r}") from exc
         except BaseException:
             self.abort()
             raise
-        # Only our own deadline gets here. The reply may still come: never reuse this socket.
-        self.abort()
-        raise RedisTimeoutError(f"{self._address}: {phase} timed out")
 
     async def _read_reply(self, scope: trio.CancelScope, read_timeout: float | None) -> Any:
         reader = self._reader
@@ -148,18 +169,11 @@ class Connection:
         if self._closed:
             raise RedisConnectionError(f"{self._address}: connection is closed")
         payload = b"".join([_pack(command) for command in commands])
-        try:
-            with trio.move_on_after(self._write_timeout) as scope:
-                await self._stream.send_all(payload)
-        except _TRANSPORT_ERRORS as exc:
-            self.abort()
-            raise RedisConnectionError(f"{self._address}: write failed: {exc!r}") from exc
-        except BaseException:
-            self.abort()
-            raise
-        if scope.cancelled_caught:
-            self.abort()
-            raise RedisTimeoutError(f"{self._address}: write timed out")
+        with self._mapped(["write"]), trio.CancelScope() as scope:
+            await self._send_all(scope, payload)
+            return
+        self.abort()
+        raise RedisTimeoutError(f"{self._address}: write timed out")
 
     async def receive(self, timeout: float) -> Any:
         """The next reply the server pushes, or ``NO_REPLY`` if none completed within timeout.
@@ -171,12 +185,12 @@ class Connection:
         if self._closed:
             raise RedisConnectionError(f"{self._address}: connection is closed")
         await trio.lowlevel.checkpoint_if_cancelled()
+        reply = self._reader.gets()
+        if reply is not _NEED_DATA:
+            # Taken out of the parser already: yield, but never drop it to a cancellation.
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return reply
         try:
-            reply = self._reader.gets()
-            if reply is not _NEED_DATA:
-                # Taken out of the parser already: yield, but never drop it to a cancellation.
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                return reply
             with trio.move_on_after(timeout):
                 while True:
                     data = await self._stream.receive_some(_RECEIVE_SIZE)
@@ -193,6 +207,7 @@ class Connection:
         except RedisConnectionError:
             self.abort()
             raise
+        # A cancellation here is not an interruption: nothing was owed, nothing is lost.
         return NO_REPLY
 
     # -- lifetime -----------------------------------------------------------------------

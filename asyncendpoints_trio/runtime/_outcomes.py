@@ -8,7 +8,10 @@ What fails is told apart:
 
 - ``StoreUnavailable`` (the link, a timeout, a full pool) is transient: the same batch is
   retried with backoff. The leases stay renewed meanwhile, and if they are lost anyway,
-  fencing makes the late write harmless.
+  fencing makes the late write harmless. But a write that keeps failing in transit while
+  the store answers a plain read is not an outage: Redis drops the connection of a request
+  it will not take (over ``proto-max-bulk-len``), which looks just like a cut link. After
+  ``SUSPECT_AFTER`` failures such a batch is treated as below.
 - Anything else (an error reply, a result over the server's limits, a bug) will fail the
   same way again. The batch is split in halves until the outcome that fails is alone; only
   that one is replaced by a plain failure of its job (``OutcomeUnwritable``), and if even that
@@ -34,6 +37,9 @@ from ._held import HeldJobs
 log = logging.getLogger("asyncendpoints_trio.outcomes")
 
 BATCH_LIMIT = 256
+# After this many transient failures in a row, the writer asks whether the store answers
+# a plain read; if it does, the write itself is what fails.
+SUSPECT_AFTER = 3
 
 
 def outcome_size(outcome: Outcome) -> int:
@@ -115,6 +121,12 @@ class OutcomeWriter(Actor):
                 self.stats.store_errors += 1
                 log.log(logging.WARNING if failures == 1 else logging.DEBUG,
                         "writing %d outcomes failed (%s); retrying", len(batch), exc)
+                if failures >= SUSPECT_AFTER and await self._store_answers(batch):
+                    # The store answers, only this write keeps failing in transit: a
+                    # request the server drops (too large for it, say). Treat it as one
+                    # that can never be written.
+                    await self._isolate(batch, exc)
+                    return
                 await trio.sleep(backoff_delay(failures, self.backoff_cap))
             except Exception as exc:
                 self.stats.store_errors += 1
@@ -122,6 +134,13 @@ class OutcomeWriter(Actor):
                 return
         self.stats.batches += 1
         self._settle(batch, applied)
+
+    async def _store_answers(self, batch: list[Outcome]) -> bool:
+        try:
+            await self.store.get(batch[0].lease.job_id)
+        except Exception:
+            return False
+        return True
 
     async def _isolate(self, batch: list[Outcome], exc: Exception) -> None:
         if len(batch) > 1:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+import orjson
 import trio
 
 from .._error_info import error_from_message
@@ -37,6 +38,19 @@ from ._protocol import (
 )
 
 _S = JobStatus
+_OVERHEAD = 300  # bytes a job's bookkeeping takes beside what it carries, roughly
+
+
+def _size(job: Job) -> int:
+    size = _OVERHEAD + len(job.payload) + len(job.result or b"")
+    if job.error is not None:
+        try:
+            size += len(orjson.dumps(job.error))
+        except TypeError:
+            size += 1024
+    for name, value in job.context.headers:
+        size += len(name) + len(value)
+    return size
 
 
 class MemoryStore:
@@ -46,9 +60,18 @@ class MemoryStore:
         retention: float = 3600.0,
         clock: Callable[[], float] = trio.current_time,
         wall_clock: Callable[[], float] = time.time,
+        max_bytes: int | None = 256 * 1024 * 1024,
     ) -> None:
-        """``retention``: seconds a terminal job (and its idempotency key) is kept."""
+        """``retention``: seconds a terminal job (and its idempotency key) is kept.
+
+        ``max_bytes`` bounds what the jobs it holds take (payloads, results, errors, HTTP
+        context, about 300 bytes of bookkeeping each); submits over it answer ``QueueFull``
+        until retention frees room. ``None``: no bound (then only ``max_queued`` limits it).
+        """
         self.retention = retention
+        self.max_bytes = max_bytes
+        self._bytes = 0
+        self._size_of: dict[str, int] = {}
         self._now = clock
         self._wall = wall_clock
         self._jobs: dict[str, Job] = {}
@@ -77,6 +100,10 @@ class MemoryStore:
         if old is not None:
             check_transition(new.id, old.status, new.status)
             self._counts[old.status] -= 1
+        if old is None or old.result is not new.result or old.error is not new.error:
+            size = _size(new)
+            self._bytes += size - self._size_of.get(new.id, 0)
+            self._size_of[new.id] = size
         self._counts[new.status] += 1
         self._jobs[new.id] = new
         if new.status in TERMINAL:
@@ -125,6 +152,7 @@ class MemoryStore:
             if job is None:
                 continue
             self._counts[job.status] -= 1
+            self._bytes -= self._size_of.pop(job_id, 0)
             key = self._key_of.pop(job_id, None)
             if key is not None:
                 self._idempotency.pop(key, None)
@@ -152,10 +180,22 @@ class MemoryStore:
                         answers.append(Submitted(self._jobs[job_id], created=False))
                     continue
             if new.id in self._jobs:
-                answers.append(IdempotencyConflict(new.id, new.id))
+                old = self._jobs[new.id]
+                if new.idempotency_key is None and (old.name, old.payload, old.context) == (
+                        new.name, new.payload, new.context):
+                    # The same id again without a key: our own resend after a lost reply.
+                    answers.append(Submitted(self._jobs[new.id], created=False))
+                else:
+                    answers.append(IdempotencyConflict(new.idempotency_key or new.id, new.id))
                 continue
             if max_queued is not None and self._counts[_S.QUEUED] >= max_queued:
                 answers.append(QueueFull(f"the queue holds {max_queued} jobs"))
+                continue
+            if self.max_bytes is not None and \
+                    self._bytes + len(new.payload) + _OVERHEAD > self.max_bytes:
+                answers.append(QueueFull(
+                    f"the in-memory store holds {self._bytes} bytes of jobs; its budget "
+                    f"(memory_budget) is {self.max_bytes}"))
                 continue
             job = Job(
                 id=new.id,
@@ -371,4 +411,5 @@ class MemoryStore:
             "held_leases": len(self._deadline),
             "idempotency_keys": len(self._idempotency),
             "fenced_writes": self._fenced,
+            "bytes": self._bytes,
         }

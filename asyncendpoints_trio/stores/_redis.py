@@ -20,8 +20,14 @@ import trio
 
 from .._backoff import backoff_delay
 from .._error_info import error_from_message
-from .._errors import ConfigurationError, IdempotencyConflict, QueueFull, StoreUnavailable
-from .._job import EMPTY_CONTEXT, HttpContext, Job, JobStatus
+from .._errors import (
+    ConfigurationError,
+    IdempotencyConflict,
+    QueueFull,
+    StoreError,
+    StoreUnavailable,
+)
+from .._job import Job, JobStatus
 from ..redis import RedisClient, Script
 from ._protocol import (
     AckCancel,
@@ -35,6 +41,20 @@ from ._protocol import (
     RecoveryReport,
     Release,
     Submitted,
+)
+from ._redis_layout import (
+    FINISH_ACK_CANCEL,
+    FINISH_COMPLETE,
+    FINISH_FAIL,
+    FINISH_RELEASE,
+    FINISH_RETRY,
+    SUBMIT_CONFLICT,
+    SUBMIT_FULL,
+    SUBMIT_NEW,
+    SUBMIT_SAME,
+    RedisKeys,
+    decode_job,
+    encode_data,
 )
 
 log = logging.getLogger("asyncendpoints_trio.redis_store")
@@ -66,6 +86,12 @@ def _script(name: str) -> Script:
 
 
 _SCRIPTS = {name: _script(name) for name in _FLAGS}
+# The runtime's own traffic (claims, renewals, outcomes, sweeps, the idle wait) goes over a
+# small pool of its own, so that a burst of HTTP reads can never keep a heartbeat waiting
+# for a connection and look like an outage to the lease keeper.
+_CONTROL = frozenset({"claim", "heartbeat", "finish", "recover", "owned"})
+CONTROL_CONNECTIONS = 6
+_DEFAULT_BULK_LIMIT = 512 * 1024 * 1024
 
 # Without a live subscription, long-polls re-read the job this often instead.
 _POLL_WITHOUT_EVENTS = 0.5
@@ -74,41 +100,6 @@ _RECLAIM_ERROR = orjson.dumps(error_from_message(
 _EXPIRED_ERROR = orjson.dumps(error_from_message(
     "LeaseExpired", "the instance running this job stopped renewing its lease, "
     "and no retries were left"))
-
-
-def _seconds(ms: bytes) -> float | None:
-    return int(ms) / 1000 if ms else None
-
-
-def _job(job_id: str, snapshot: Sequence[Any]) -> Job | None:
-    record, data, result, error = snapshot
-    if record is None or data is None:
-        return None
-    st, tok, rt, mx, cn, cr, sa, co, up, owner, _ = record.split(b"|", 10)
-    name, context, payload = data.split(b"\0", 2)
-    return Job(
-        id=job_id,
-        name=name.decode(),
-        status=JobStatus(st.decode()),
-        payload=payload,
-        max_retries=int(mx),
-        created_at=int(cr) / 1000,
-        last_updated_at=int(up) / 1000,
-        retry_count=int(rt),
-        started_at=_seconds(sa),
-        completed_at=_seconds(co),
-        result=result,
-        error=orjson.loads(error) if error else None,
-        context=HttpContext.from_json_obj(orjson.loads(context)) if context else EMPTY_CONTEXT,
-        token=int(tok),
-        owner=owner.decode() or None,
-        cancel_requested=cn == b"1",
-    )
-
-
-def _data(new: NewJob) -> bytes:
-    context = b"" if new.context == EMPTY_CONTEXT else orjson.dumps(new.context.to_json_obj())
-    return new.name.encode() + b"\0" + context + b"\0" + new.payload
 
 
 class _Waiter:
@@ -126,7 +117,10 @@ class RedisStore:
     is how long, in seconds, a finished job stays readable."""
 
     def __init__(self, client: RedisClient, *, queue: str = "default",
-                 retention: float = 3600.0, owns_client: bool = False) -> None:
+                 retention: float = 3600.0, owns_client: bool = False,
+                 control: RedisClient | None = None) -> None:
+        """``control``: the client for the runtime's own calls; by default a small pool
+        of ``CONTROL_CONNECTIONS`` made from ``client``'s settings, owned by the store."""
         if not queue or any(c in queue for c in "{}| "):
             raise ConfigurationError(f"queue {queue!r}: use a non-empty name without braces, "
                                      "spaces or '|'")
@@ -134,9 +128,12 @@ class RedisStore:
         self.queue = queue
         self.retention = retention
         self._owns_client = owns_client
+        self._owns_control = control is None
+        self.control = control if control is not None else RedisClient(
+            dataclasses.replace(client.settings, max_connections=CONTROL_CONNECTIONS))
         prefix = f"ae:{{{queue}}}:"
-        self._keys = [prefix + k for k in ("rec", "data", "out", "err", "queue", "scheduled",
-                                           "leases", "expiry", "idem", "wake", "watch")]
+        self.keys = RedisKeys.of(queue)
+        self._key_list = self.keys.as_list()
         self._cancel_channel = prefix + "cancel"
         self._done_channel = prefix + "done"
         self._waiters: dict[str, set[_Waiter]] = {}  # long-polls, by job id
@@ -144,6 +141,7 @@ class RedisStore:
         self._next_due: float | None = None  # trio time a retry falls due, as last seen
         self._fenced = 0
         self._events_seen = 0
+        self._bulk_limit: int | None = None
 
     @classmethod
     def from_url(cls, url: str, *, queue: str = "default", retention: float = 3600.0,
@@ -152,7 +150,8 @@ class RedisStore:
                    retention=retention, owns_client=True)
 
     async def _run(self, name: str, args: Sequence[str | bytes | int | float]) -> Any:
-        return await self.client.evalsha(_SCRIPTS[name], self._keys, [
+        client = self.control if name in _CONTROL else self.client
+        return await client.evalsha(_SCRIPTS[name], self._key_list, [
             a if isinstance(a, (bytes, str)) else str(a) for a in args])
 
     @property
@@ -167,32 +166,41 @@ class RedisStore:
         args: list[str | bytes | int | float] = [-1 if max_queued is None else max_queued,
                                                  len(jobs)]
         for new in jobs:
-            args += [new.id, new.max_retries, _data(new), new.idempotency_key or "",
+            args += [new.id, new.max_retries, encode_data(new), new.idempotency_key or "",
                      new.fingerprint]
         replies = await self._run("submit", args)
         answers: list[Submitted | Exception] = []
-        for new, (code, value) in zip(jobs, replies, strict=True):
-            other = value.decode()
-            if code == 1:
-                created = int(value) / 1000
-                answers.append(Submitted(Job(
-                    id=new.id, name=new.name, status=JobStatus.QUEUED, payload=new.payload,
-                    max_retries=new.max_retries, created_at=created, last_updated_at=created,
-                    context=new.context), created=True))
-            elif code == 2:
-                existing = await self.get(other)
-                if existing is None:  # purged in between: the key is free again
-                    answers.extend(await self.submit([new], max_queued=max_queued))
-                else:
-                    answers.append(Submitted(existing, created=False))
-            elif code == 3:
-                answers.append(IdempotencyConflict(new.idempotency_key or new.id, other))
-            else:
-                answers.append(QueueFull(f"the queue holds {max_queued} jobs"))
+        for new, reply in zip(jobs, replies, strict=True):
+            try:
+                answers.append(self._submit_answer(new, reply, max_queued))
+            except Exception as exc:  # one odd reply is that job's problem alone
+                answers.append(StoreError(f"unreadable answer for job {new.id}: {exc!r}"))
         return answers
 
+    @staticmethod
+    def _submit_answer(new: NewJob, reply: Sequence[Any],
+                       max_queued: int | None) -> Submitted | Exception:
+        kind = reply[0]
+        if kind == SUBMIT_NEW:
+            created = int(reply[1]) / 1000
+            return Submitted(Job(
+                id=new.id, name=new.name, status=JobStatus.QUEUED, payload=new.payload,
+                max_retries=new.max_retries, created_at=created, last_updated_at=created,
+                context=new.context), created=True)
+        if kind == SUBMIT_SAME:
+            other = reply[1].decode()
+            job = decode_job(other, reply[2:6])
+            if job is None:
+                raise StoreError(f"job {other} vanished")
+            return Submitted(job, created=False)
+        if kind == SUBMIT_CONFLICT:
+            return IdempotencyConflict(new.idempotency_key or new.id, reply[1].decode())
+        if kind == SUBMIT_FULL:
+            return QueueFull(f"the queue holds {max_queued} jobs")
+        raise StoreError(f"unknown submit answer {kind!r}")
+
     async def get(self, job_id: str) -> Job | None:
-        return _job(job_id, await self._run("get", [job_id]))
+        return decode_job(job_id, await self._run("get", [job_id]))
 
     async def claim(self, owner: str, limit: int, lease_ttl: float) -> list[Claimed]:
         claimed, next_due_ms = await self._run("claim", [owner, limit, int(lease_ttl * 1000)])
@@ -200,7 +208,7 @@ class RedisStore:
         found: list[Claimed] = []
         for raw_id, record, data, error in claimed:
             job_id = raw_id.decode()
-            job = _job(job_id, (record, data, None, error))
+            job = decode_job(job_id, (record, data, None, error))
             assert job is not None
             found.append(Claimed(job, Lease(job_id, job.token, owner)))
         return found
@@ -214,7 +222,7 @@ class RedisStore:
         if timeout < 0.001:  # BLPOP reads 0 as "forever"
             await trio.lowlevel.checkpoint()
             return
-        await self.client.blocking("BLPOP", self._keys[9], timeout=timeout)
+        await self.control.blocking("BLPOP", self.keys.wake, timeout=timeout)
 
     async def heartbeat(
         self, owner: str, leases: Sequence[Lease], lease_ttl: float
@@ -230,28 +238,47 @@ class RedisStore:
         flat = await self._run("owned", [owner])
         return [Lease(flat[i].decode(), int(flat[i + 1]), owner) for i in range(0, len(flat), 2)]
 
+    async def _largest_value(self) -> int:
+        """The server's ``proto-max-bulk-len``: Redis drops the connection of a request with
+        a larger value, which would look like an outage. Read once; where ``CONFIG`` is not
+        allowed (managed Redis), Redis' default."""
+        if self._bulk_limit is None:
+            try:
+                reply = await self.control.execute("CONFIG", "GET", "proto-max-bulk-len")
+                self._bulk_limit = int(reply[1])
+            except StoreUnavailable:
+                raise
+            except (StoreError, IndexError, ValueError):
+                self._bulk_limit = _DEFAULT_BULK_LIMIT
+        return self._bulk_limit
+
     async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        limit = await self._largest_value()
+        for o in outcomes:
+            if isinstance(o, Complete) and len(o.result) > limit:
+                raise StoreError(f"job {o.lease.job_id}: its result ({len(o.result)} bytes) "
+                                 f"is over the server's proto-max-bulk-len ({limit})")
         args: list[str | bytes | int | float] = [self._retention_ms, self._done_channel,
                                                  len(outcomes)]
         retry_soonest: float | None = None
         for o in outcomes:
             lease = o.lease
             if isinstance(o, Complete):
-                args += ["C", lease.job_id, lease.token, lease.owner, o.result, 0]
+                args += [FINISH_COMPLETE, lease.job_id, lease.token, lease.owner, o.result, 0]
             elif isinstance(o, Fail):
                 body = orjson.dumps(o.error)
                 if o.retry_delay is None:
-                    args += ["F", lease.job_id, lease.token, lease.owner, body, 0]
+                    args += [FINISH_FAIL, lease.job_id, lease.token, lease.owner, body, 0]
                 else:
-                    args += ["R", lease.job_id, lease.token, lease.owner, body,
+                    args += [FINISH_RETRY, lease.job_id, lease.token, lease.owner, body,
                              int(o.retry_delay * 1000)]
                     retry_soonest = (o.retry_delay if retry_soonest is None
                                      else min(retry_soonest, o.retry_delay))
             elif isinstance(o, Release):
-                args += ["L", lease.job_id, lease.token, lease.owner, "", 0]
+                args += [FINISH_RELEASE, lease.job_id, lease.token, lease.owner, "", 0]
             else:
                 assert isinstance(o, AckCancel)
-                args += ["X", lease.job_id, lease.token, lease.owner, "", 0]
+                args += [FINISH_ACK_CANCEL, lease.job_id, lease.token, lease.owner, "", 0]
         applied = [bool(a) for a in await self._run("finish", args)]
         self._fenced += applied.count(False)
         if retry_soonest is not None:
@@ -262,7 +289,7 @@ class RedisStore:
     async def cancel(self, job_id: str) -> Job | None:
         snapshot = await self._run("cancel", [job_id, self._retention_ms, self._cancel_channel,
                                               self._done_channel])
-        return None if snapshot is None else _job(job_id, snapshot)
+        return None if snapshot is None else decode_job(job_id, snapshot)
 
     async def wait_for_terminal(self, job_id: str, timeout: float) -> Job | None:
         if timeout <= 0:
@@ -273,7 +300,7 @@ class RedisStore:
         try:
             # Registered before the read, so an end between the two still wakes us.
             snapshot = await self._run("watch", [job_id, int((timeout + 5) * 1000)])
-            job = _job(job_id, snapshot)
+            job = decode_job(job_id, snapshot)
             deadline = trio.current_time() + timeout
             while job is not None and not job.is_terminal:
                 remaining = deadline - trio.current_time()
@@ -287,7 +314,7 @@ class RedisStore:
                     # The end came with the job's new state: no read needed. (The data
                     # part never changes, so the watch reply's copy is current.)
                     record, error, result = waiter.ended
-                    return _job(job_id, (record, snapshot[1], result, error))
+                    return decode_job(job_id, (record, snapshot[1], result, error))
                 if waiter.event.is_set() or not self._subscribed:
                     waiters.discard(waiter)
                     waiter = _Waiter()
@@ -346,10 +373,11 @@ class RedisStore:
                               next_in=None if next_in_ms < 0 else next_in_ms / 1000)
 
     async def aclose(self) -> None:
+        if self._owns_control:
+            await self.control.aclose()
         if self._owns_client:
             await self.client.aclose()
-        else:
-            await trio.lowlevel.checkpoint()
+        await trio.lowlevel.checkpoint()
 
     def statistics(self) -> Mapping[str, Any]:
         return {
@@ -359,4 +387,5 @@ class RedisStore:
             "events_seen": self._events_seen,
             "long_polls": sum(len(waiters) for waiters in self._waiters.values()),
             "client": dataclasses.asdict(self.client.statistics()),
+            "control": dataclasses.asdict(self.control.statistics()),
         }

@@ -247,7 +247,7 @@ async def test_redis_down_answers_503_and_writes_nothing_half(server: RedisServe
             prefix = "ae:{default}:"
             records = await redis.execute("HLEN", prefix + "rec")
             data = await redis.execute("HLEN", prefix + "data")
-            queued = await redis.execute("LRANGE", prefix + "queue", 0, -1)
+            queued = await redis.execute("ZRANGE", prefix + "ready", 0, -1)
         assert records == data == len(accepted)
         assert sorted(q.decode() for q in queued) == sorted(accepted)
 

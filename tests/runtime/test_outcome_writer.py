@@ -53,6 +53,26 @@ async def test_an_unwritable_outcome_is_isolated(autojump_clock: trio.testing.Mo
     assert stats["splits"] >= 1 and stats["unwritable"] == 1
 
 
+async def test_a_write_that_keeps_failing_in_transit_while_the_store_answers(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Redis drops the connection of a request it will not take: a 'transient' error for
+    that write only. Reads still work, so the writer isolates the write after a few tries."""
+
+    async def work(ctx: AsyncContext[str]) -> str:
+        return ctx.request
+
+    store = FaultyStore(MemoryStore())
+    store.inject("finish", "fail", times=float("inf"), when=_poisoned)
+    async with running(registry(Work=work), EndpointsConfig(concurrency=1), store) as rt:
+        bad = await wait_terminal(rt, (await rt.submit(new("Work", "poison"))).job.id)
+        good = await wait_terminal(rt, (await rt.submit(new("Work", "fine"))).job.id)
+    assert good.status is JobStatus.COMPLETED
+    assert bad.status is JobStatus.FAILED and bad.error is not None
+    assert bad.error["code"] == "OutcomeUnwritable"
+    assert store.injected("finish") == 3  # SUSPECT_AFTER tries, then isolated
+
+
 async def test_result_over_max_result_bytes_fails_its_job(
     autojump_clock: trio.testing.MockClock,
 ) -> None:

@@ -1,16 +1,18 @@
 -- Shared by every script (prepended at load time). All keys are declared, in this order,
--- and share one hash tag, so each script touches a single Cluster slot:
---   KEYS[1] rec       HASH  id -> job state record (see enc/dec below)
---   KEYS[2] data      HASH  id -> name \0 context JSON \0 payload JSON (written once)
---   KEYS[3] out       HASH  id -> result JSON
---   KEYS[4] err       HASH  id -> error JSON of the latest failure
---   KEYS[5] queue     LIST  ids of Queued jobs, oldest at the head
---   KEYS[6] scheduled ZSET  id -> due time (ms) of a retry
---   KEYS[7] leases    ZSET  id -> lease deadline (ms) of an InProgress job
---   KEYS[8] expiry    ZSET  id -> purge time (ms) of a terminal job (retention)
---   KEYS[9] idem      HASH  idempotency key -> id|fingerprint
---   KEYS[10] wake     LIST  at most one token: "there may be work", for BLPOP sleepers
---   KEYS[11] watch    ZSET  id -> until (ms): someone long-polls it; publish when it ends
+-- and share one hash tag, so each script touches a single Cluster slot. They get names here,
+-- and the scripts use only the names:
+local REC = KEYS[1]        -- HASH  id -> job state record (see enc/dec below)
+local DATA = KEYS[2]       -- HASH  id -> name \0 context JSON \0 payload JSON (written once)
+local OUT = KEYS[3]        -- HASH  id -> result JSON
+local ERR = KEYS[4]        -- HASH  id -> error JSON of the latest failure
+local READY = KEYS[5]      -- ZSET  id -> place in line of a Queued job (lowest first)
+local SCHEDULED = KEYS[6]  -- ZSET  id -> due time (ms) of a retry
+local LEASES = KEYS[7]     -- ZSET  id -> lease deadline (ms) of an InProgress job
+local EXPIRY = KEYS[8]     -- ZSET  id -> purge time (ms) of a terminal job (retention)
+local IDEM = KEYS[9]       -- HASH  idempotency key -> id|fingerprint
+local WAKE = KEYS[10]      -- LIST  at most one token: "there may be work", for BLPOP sleepers
+local WATCH = KEYS[11]     -- ZSET  id -> until (ms): someone long-polls it; publish when it ends
+local SEQ = KEYS[12]       -- STRING the last place in line handed out (INCRBY)
 -- Times come from this server's clock (TIME), never from the callers'.
 
 local TERMINAL = {Completed = true, Failed = true, Canceled = true}
@@ -40,23 +42,9 @@ local function enc(r)
 end
 
 local function get_record(id)
-  local s = redis.call('HGET', KEYS[1], id)
+  local s = redis.call('HGET', REC, id)
   if not s then return nil end
   return dec(s)
-end
-
-local function wake()
-  if redis.call('LLEN', KEYS[10]) == 0 then redis.call('RPUSH', KEYS[10], '1') end
-end
-
--- A job reached Completed, Failed or Canceled: start its retention clock, tell long-pollers.
-local function terminal(id, r, now, retention_ms, done_channel)
-  r.co = ms(now)
-  redis.call('ZADD', KEYS[8], now + retention_ms, id)
-  if redis.call('ZSCORE', KEYS[11], id) then
-    redis.call('ZREM', KEYS[11], id)
-    redis.call('PUBLISH', done_channel, id)
-  end
 end
 
 -- Variadic commands in slices: Lua's unpack() has a stack limit, and one call per slice
@@ -84,13 +72,56 @@ local function read_many(command, key, ids)
   return values
 end
 
+local function wake()
+  if redis.call('LLEN', WAKE) == 0 then redis.call('RPUSH', WAKE, '1') end
+end
+
+-- The ready queue is a sorted set rather than a list, so that taking a job out of the middle
+-- (cancelling a queued job) is O(log n), not a scan of the line. A job joins at the back
+-- with the next number of SEQ; a released or reclaimed one goes to the front, below the
+-- lowest place taken. Claims pop the lowest places first (ZPOPMIN).
+local function enqueue_back(ids)
+  if #ids == 0 then return end
+  local last = redis.call('INCRBY', SEQ, #ids)
+  local entries = {}
+  for i, id in ipairs(ids) do
+    entries[#entries + 1] = last - #ids + i
+    entries[#entries + 1] = id
+  end
+  call_many('ZADD', READY, entries)
+  wake()
+end
+
+local function enqueue_front(ids)
+  if #ids == 0 then return end
+  local first = redis.call('ZRANGE', READY, 0, 0, 'WITHSCORES')
+  local lowest = first[2] and tonumber(first[2]) or tonumber(redis.call('GET', SEQ) or '0') + 1
+  local entries = {}
+  for i, id in ipairs(ids) do
+    entries[#entries + 1] = lowest - i
+    entries[#entries + 1] = id
+  end
+  call_many('ZADD', READY, entries)
+  wake()
+end
+
+-- A job reached Completed, Failed or Canceled: start its retention clock, tell long-pollers.
+local function terminal(id, r, now, retention_ms, done_channel)
+  r.co = ms(now)
+  redis.call('ZADD', EXPIRY, now + retention_ms, id)
+  if redis.call('ZSCORE', WATCH, id) then
+    redis.call('ZREM', WATCH, id)
+    redis.call('PUBLISH', done_channel, id)
+  end
+end
+
 local function hmget(key, ids) return read_many('HMGET', key, ids) end
 
 local function promote(now, limit)
-  local ids = redis.call('ZRANGEBYSCORE', KEYS[6], '-inf', now, 'LIMIT', 0, limit)
+  local ids = redis.call('ZRANGEBYSCORE', SCHEDULED, '-inf', now, 'LIMIT', 0, limit)
   if #ids == 0 then return 0 end
-  call_many('ZREM', KEYS[6], ids)
-  local records = hmget(KEYS[1], ids)
+  call_many('ZREM', SCHEDULED, ids)
+  local records = hmget(REC, ids)
   local writes, queued = {}, {}
   for i, id in ipairs(ids) do
     local r = records[i] and dec(records[i])
@@ -103,15 +134,14 @@ local function promote(now, limit)
     end
   end
   if #queued > 0 then
-    call_many('HSET', KEYS[1], writes)
-    call_many('RPUSH', KEYS[5], queued)
-    wake()
+    call_many('HSET', REC, writes)
+    enqueue_back(queued)
   end
   return #queued
 end
 
 local function snapshot(id)
-  return {redis.call('HGET', KEYS[1], id), redis.call('HGET', KEYS[2], id),
-          redis.call('HGET', KEYS[3], id), redis.call('HGET', KEYS[4], id)}
+  return {redis.call('HGET', REC, id), redis.call('HGET', DATA, id),
+          redis.call('HGET', OUT, id), redis.call('HGET', ERR, id)}
 end
 

@@ -7,18 +7,18 @@ local r = get_record(id)
 if not r then return nil end
 if r.st == 'Queued' or r.st == 'Scheduled' then
   if r.st == 'Queued' then
-    redis.call('LREM', KEYS[5], 1, id)
+    redis.call('ZREM', READY, id)
   else
-    redis.call('ZREM', KEYS[6], id)
+    redis.call('ZREM', SCHEDULED, id)
   end
   r.st = 'Canceled'
   r.up = ms(now)
   terminal(id, r, now, retention_ms, ARGV[4])
-  redis.call('HSET', KEYS[1], id, enc(r))
+  redis.call('HSET', REC, id, enc(r))
 elseif r.st == 'InProgress' and r.cn ~= '1' then
   r.cn = '1'
   r.up = ms(now)
-  redis.call('HSET', KEYS[1], id, enc(r))
+  redis.call('HSET', REC, id, enc(r))
   redis.call('PUBLISH', ARGV[3], id)
 end
 return snapshot(id)

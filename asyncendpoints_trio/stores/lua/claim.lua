@@ -6,9 +6,11 @@ local now = now_ms()
 local owner, limit, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 promote(now, math.max(limit, 64))
 local claimed = {}
-local ids = redis.call('LPOP', KEYS[5], limit)
-if ids then
-  local records = hmget(KEYS[1], ids)
+local popped = redis.call('ZPOPMIN', READY, limit)
+local ids = {}
+for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
+if #ids > 0 then
+  local records = hmget(REC, ids)
   local taken, writes, leases = {}, {}, {}
   for i, id in ipairs(ids) do
     local r = records[i] and dec(records[i])
@@ -28,10 +30,10 @@ if ids then
     end
   end
   if #taken > 0 then
-    call_many('HSET', KEYS[1], writes)
-    call_many('ZADD', KEYS[7], leases)
-    local datas = hmget(KEYS[2], taken)
-    local errors = hmget(KEYS[4], taken)
+    call_many('HSET', REC, writes)
+    call_many('ZADD', LEASES, leases)
+    local datas = hmget(DATA, taken)
+    local errors = hmget(ERR, taken)
     for i, entry in ipairs(claimed) do
       entry[3] = datas[i]
       entry[4] = errors[i]
@@ -39,8 +41,8 @@ if ids then
   end
 end
 -- More work than we took: pass the wake-up on to the next idle instance.
-if redis.call('LLEN', KEYS[5]) > 0 then wake() end
+if redis.call('ZCARD', READY) > 0 then wake() end
 local next_due = -1
-local first = redis.call('ZRANGE', KEYS[6], 0, 0, 'WITHSCORES')
+local first = redis.call('ZRANGE', SCHEDULED, 0, 0, 'WITHSCORES')
 if first[2] then next_due = math.max(0, tonumber(first[2]) - now) end
 return {claimed, next_due}

@@ -10,7 +10,7 @@ local now = now_ms()
 local retention_ms, done_channel, n = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local ids = {}
 for i = 0, n - 1 do ids[#ids + 1] = ARGV[4 + i * 6 + 1] end
-local found = hmget(KEYS[1], ids)
+local found = hmget(REC, ids)
 local state = {}
 for i, id in ipairs(ids) do
   if state[id] == nil then state[id] = found[i] and dec(found[i]) or false end
@@ -76,28 +76,27 @@ if #order > 0 then
     writes[#writes + 1] = id
     writes[#writes + 1] = enc(state[id])
   end
-  call_many('HSET', KEYS[1], writes)
-  call_many('ZREM', KEYS[7], unleased)
+  call_many('HSET', REC, writes)
+  call_many('ZREM', LEASES, unleased)
 end
-if #results > 0 then call_many('HSET', KEYS[3], results) end
-if #clear_errors > 0 then call_many('HDEL', KEYS[4], clear_errors) end
-if #errors > 0 then call_many('HSET', KEYS[4], errors) end
-if #scheduled > 0 then call_many('ZADD', KEYS[6], scheduled) end
+if #results > 0 then call_many('HSET', OUT, results) end
+if #clear_errors > 0 then call_many('HDEL', ERR, clear_errors) end
+if #errors > 0 then call_many('HSET', ERR, errors) end
+if #scheduled > 0 then call_many('ZADD', SCHEDULED, scheduled) end
 if #released > 0 then
-  call_many('LPUSH', KEYS[5], released)
-  wake()
+  enqueue_front(released)
 end
 if #ended > 0 then
-  call_many('ZADD', KEYS[8], expiry)
+  call_many('ZADD', EXPIRY, expiry)
   -- Long-pollers registered in `watch` hear of the end; nobody else pays for it.
-  if redis.call('ZCARD', KEYS[11]) > 0 then
-    local watched = read_many('ZMSCORE', KEYS[11], ended)
+  if redis.call('ZCARD', WATCH) > 0 then
+    local watched = read_many('ZMSCORE', WATCH, ended)
     for i, id in ipairs(ended) do
       if watched[i] then
-        redis.call('ZREM', KEYS[11], id)
+        redis.call('ZREM', WATCH, id)
         -- The new state rides along, so the long-poll answers without reading the job.
-        local result = redis.call('HGET', KEYS[3], id) or ''
-        local err = redis.call('HGET', KEYS[4], id) or ''
+        local result = redis.call('HGET', OUT, id) or ''
+        local err = redis.call('HGET', ERR, id) or ''
         redis.call('PUBLISH', done_channel,
                    table.concat({id, enc(state[id]), err, result}, '\0'))
       end

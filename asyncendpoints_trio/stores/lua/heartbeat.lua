@@ -4,7 +4,7 @@ local now = now_ms()
 local owner, lease_ms, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local ids = {}
 for i = 0, n - 1 do ids[#ids + 1] = ARGV[4 + i * 2] end
-local records = hmget(KEYS[1], ids)
+local records = hmget(REC, ids)
 local lost, cancel, leases = {}, {}, {}
 for i, id in ipairs(ids) do
   local token = tonumber(ARGV[5 + (i - 1) * 2])
@@ -17,5 +17,5 @@ for i, id in ipairs(ids) do
     lost[#lost + 1] = id
   end
 end
-if #leases > 0 then call_many('ZADD', KEYS[7], leases) end
+if #leases > 0 then call_many('ZADD', LEASES, leases) end
 return {lost, cancel}

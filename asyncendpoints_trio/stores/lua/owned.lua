@@ -3,8 +3,8 @@
 -- only after a failed claim or at an instance's start.
 local owner = ARGV[1]
 local found = {}
-local ids = redis.call('ZRANGE', KEYS[7], 0, -1)
-local records = hmget(KEYS[1], ids)
+local ids = redis.call('ZRANGE', LEASES, 0, -1)
+local records = hmget(REC, ids)
 for i, id in ipairs(ids) do
   local r = records[i] and dec(records[i])
   if r and r.st == 'InProgress' and r.ow == owner then

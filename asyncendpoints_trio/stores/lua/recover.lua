@@ -6,9 +6,10 @@
 local now = now_ms()
 local limit, retention_ms, done_channel = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local reclaimed, failed = 0, 0
-local expired = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', now, 'LIMIT', 0, limit)
+local back = {}
+local expired = redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, limit)
 for _, id in ipairs(expired) do
-  redis.call('ZREM', KEYS[7], id)
+  redis.call('ZREM', LEASES, id)
   local r = get_record(id)
   if r and r.st == 'InProgress' then
     r.ow = ''
@@ -20,40 +21,40 @@ for _, id in ipairs(expired) do
     elseif r.rt < r.mx then
       r.st = 'Queued'
       r.rt = r.rt + 1
-      redis.call('HSET', KEYS[4], id, ARGV[4])
-      redis.call('LPUSH', KEYS[5], id)
+      redis.call('HSET', ERR, id, ARGV[4])
+      back[#back + 1] = id
       reclaimed = reclaimed + 1
     else
       r.st = 'Failed'
-      redis.call('HSET', KEYS[4], id, ARGV[5])
+      redis.call('HSET', ERR, id, ARGV[5])
       terminal(id, r, now, retention_ms, done_channel)
       failed = failed + 1
     end
-    redis.call('HSET', KEYS[1], id, enc(r))
+    redis.call('HSET', REC, id, enc(r))
   end
 end
-if reclaimed > 0 then wake() end
+enqueue_front(back)
 local promoted = promote(now, limit)
 local purged = 0
-local old = redis.call('ZRANGEBYSCORE', KEYS[8], '-inf', now, 'LIMIT', 0, limit)
+local old = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', now, 'LIMIT', 0, limit)
 for _, id in ipairs(old) do
   local r = get_record(id)
   if r and r.idem ~= '' then
-    local seen = redis.call('HGET', KEYS[9], r.idem)
+    local seen = redis.call('HGET', IDEM, r.idem)
     if seen and string.sub(seen, 1, #id + 1) == id .. '|' then
-      redis.call('HDEL', KEYS[9], r.idem)
+      redis.call('HDEL', IDEM, r.idem)
     end
   end
-  redis.call('HDEL', KEYS[1], id)
-  redis.call('HDEL', KEYS[2], id)
-  redis.call('HDEL', KEYS[3], id)
-  redis.call('HDEL', KEYS[4], id)
-  redis.call('ZREM', KEYS[8], id)
+  redis.call('HDEL', REC, id)
+  redis.call('HDEL', DATA, id)
+  redis.call('HDEL', OUT, id)
+  redis.call('HDEL', ERR, id)
+  redis.call('ZREM', EXPIRY, id)
   purged = purged + 1
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[11], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', WATCH, '-inf', now)
 local next_in = -1
-for _, key in ipairs({KEYS[7], KEYS[6]}) do
+for _, key in ipairs({LEASES, SCHEDULED}) do
   local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
   if first[2] then
     local due = math.max(0, tonumber(first[2]) - now)

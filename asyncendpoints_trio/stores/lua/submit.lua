@@ -1,50 +1,74 @@
 -- Store new jobs as Queued, in order. ARGV: max_queued (-1: no limit), n, then per job:
 -- id, max_retries, data, idempotency key ('' for none), fingerprint.
--- Reply per job: {1, created_ms} new | {2, id} same key and request: that job |
--- {3, id} conflict (key reused with another request, or the id exists) | {4, ''} queue full.
+-- Reply per job, by kind:
+--   {'new', created_ms}                       stored now
+--   {'same', id, record, data, result, error} that job exists already: the same key and
+--                                             request, or (no key) the same id and data
+--                                             sent again after a reply was lost
+--   {'conflict', id}                          the key was used for another request, or the
+--                                             id belongs to another job
+--   {'full'}                                  the queue holds max_queued jobs
 -- Reads and writes go in one variadic call each for the whole batch.
 local now = now_ms()
 local max_queued = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
-local queued = redis.call('LLEN', KEYS[5])
+local queued = redis.call('ZCARD', READY)
 local ids, keys = {}, {}
 for i = 0, n - 1 do
   ids[#ids + 1] = ARGV[3 + i * 5]
   local idem = ARGV[3 + i * 5 + 3]
   if idem ~= '' then keys[#keys + 1] = idem end
 end
-local existing = hmget(KEYS[1], ids)
+local existing = hmget(REC, ids)
 local seen_keys = {}
 if #keys > 0 then
-  local found = hmget(KEYS[9], keys)
+  local found = hmget(IDEM, keys)
   for i, key in ipairs(keys) do
     if found[i] then seen_keys[key] = found[i] end
   end
 end
-local taken = {}  -- ids stored by this very batch
+local taken = {}  -- ids stored by this very batch: id -> {record, data}
 local records, datas, order, idems = {}, {}, {}, {}
 local replies = {}
+
+local function same(id)
+  if taken[id] then return {'same', id, taken[id][1], taken[id][2], false, false} end
+  local s = snapshot(id)
+  return {'same', id, s[1], s[2], s[3], s[4]}
+end
+
 for i = 0, n - 1 do
   local b = 3 + i * 5
   local id, mx, data, idem, fp = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
   local seen = idem ~= '' and seen_keys[idem]
+  local other = nil
   if seen then
     local sep = string.find(seen, '|', 1, true)
-    local other = string.sub(seen, 1, sep - 1)
-    if string.sub(seen, sep + 1) == fp then
-      replies[#replies + 1] = {2, other}
+    other = string.sub(seen, 1, sep - 1)
+    if taken[other] == nil and not redis.call('HEXISTS', REC, other) then
+      other = nil  -- a key whose job is gone: free again
+    elseif string.sub(seen, sep + 1) ~= fp then
+      replies[#replies + 1] = {'conflict', other}
     else
-      replies[#replies + 1] = {3, other}
+      replies[#replies + 1] = same(other)
     end
+  end
+  if other then
+    -- answered above
   elseif existing[i + 1] or taken[id] then
-    replies[#replies + 1] = {3, id}
+    if idem == '' and not taken[id] and redis.call('HGET', DATA, id) == data then
+      replies[#replies + 1] = same(id)
+    else
+      replies[#replies + 1] = {'conflict', id}
+    end
   elseif max_queued >= 0 and queued >= max_queued then
-    replies[#replies + 1] = {4, ''}
+    replies[#replies + 1] = {'full'}
   else
     local r = {st = 'Queued', tok = 0, rt = 0, mx = tonumber(mx), cn = '0', cr = ms(now),
                sa = '', co = '', up = ms(now), ow = '', idem = idem}
+    local record = enc(r)
     records[#records + 1] = id
-    records[#records + 1] = enc(r)
+    records[#records + 1] = record
     datas[#datas + 1] = id
     datas[#datas + 1] = data
     order[#order + 1] = id
@@ -53,16 +77,15 @@ for i = 0, n - 1 do
       idems[#idems + 1] = id .. '|' .. fp
       seen_keys[idem] = id .. '|' .. fp
     end
-    taken[id] = true
+    taken[id] = {record, data}
     queued = queued + 1
-    replies[#replies + 1] = {1, ms(now)}
+    replies[#replies + 1] = {'new', ms(now)}
   end
 end
 if #order > 0 then
-  call_many('HSET', KEYS[1], records)
-  call_many('HSET', KEYS[2], datas)
-  call_many('RPUSH', KEYS[5], order)
-  if #idems > 0 then call_many('HSET', KEYS[9], idems) end
-  wake()
+  call_many('HSET', REC, records)
+  call_many('HSET', DATA, datas)
+  if #idems > 0 then call_many('HSET', IDEM, idems) end
+  enqueue_back(order)
 end
 return replies
