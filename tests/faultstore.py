@@ -53,6 +53,8 @@ class _Rule:
 class FaultStats:
     calls: dict[str, int] = field(default_factory=dict)
     injected: dict[str, int] = field(default_factory=dict)  # "method:kind" -> count
+    times: list[float] = field(default_factory=list)  # when each fault struck
+    pauses: list[tuple[float, float]] = field(default_factory=list)  # (from, to)
 
 
 class FaultyStore:
@@ -65,6 +67,7 @@ class FaultyStore:
         self._dead = False
         self._resumed = trio.Event()
         self._resumed.set()
+        self._paused_at = 0.0
         self._revived = trio.Event()
 
     # ---- control ---------------------------------------------------------------------------
@@ -89,9 +92,21 @@ class FaultyStore:
     def pause(self) -> None:
         if self._resumed.is_set():
             self._resumed = trio.Event()
+            self._paused_at = trio.current_time()
 
     def resume(self) -> None:
+        if not self._resumed.is_set():
+            self.stats.pauses.append((self._paused_at, trio.current_time()))
         self._resumed.set()
+
+    def troubled(self, start: float, end: float) -> bool:
+        """Did a fault or a pause touch this link between ``start`` and ``end``?"""
+        if any(start <= t <= end for t in self.stats.times):
+            return True
+        pauses = list(self.stats.pauses)
+        if not self._resumed.is_set():
+            pauses.append((self._paused_at, end))
+        return any(a <= end and b >= start for a, b in pauses)
 
     def injected(self, method: str | None = None) -> int:
         return sum(n for key, n in self.stats.injected.items()
@@ -110,8 +125,11 @@ class FaultyStore:
         return None
 
     async def _gone(self) -> None:
-        # A dead instance's calls never come back; its own cancellation ends them.
-        await trio.sleep_forever()
+        # A dead instance's calls never reach the store, and what they applied before it
+        # died is never answered. (Raising rather than hanging: a shielded claim of the dead
+        # instance must end too, so that its task can.)
+        await trio.lowlevel.checkpoint()
+        raise StoreUnavailable("injected: this instance is dead")
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         self.stats.calls[method] = self.stats.calls.get(method, 0) + 1
@@ -122,6 +140,7 @@ class FaultyStore:
         if fault is not None:
             key = f"{method}:{fault.kind}"
             self.stats.injected[key] = self.stats.injected.get(key, 0) + 1
+            self.stats.times.append(trio.current_time())
         kind = fault.kind if fault is not None else None
         if kind == "fail":
             await trio.lowlevel.checkpoint()

@@ -27,6 +27,7 @@ from .._result import MethodResult
 from .._retry import RetryPolicy
 from ..stores._protocol import AckCancel, Complete, Fail, Outcome, Release
 from ._held import CancelReason, HeldJob
+from ._lease import lease_margin
 
 log = logging.getLogger("asyncendpoints_trio.worker")
 
@@ -66,6 +67,8 @@ class Attempts:
         self.stats.crashed += 1
         if held.reason is CancelReason.LEASE_LOST:
             return None
+        if held.reason is CancelReason.LEASE_EXPIRING:
+            return Release(held.lease)
         try:
             spec = self.handlers.get(held.claimed.job.name)
             return self._failure(spec, held, "HandlerCrashed", exc)
@@ -79,6 +82,11 @@ class Attempts:
         job = held.claimed.job
         if held.reason is None and self.draining:
             held.reason = CancelReason.SHUTDOWN
+        ttl = self.config.lease_ttl
+        if trio.current_time() >= held.renewed_at + ttl - lease_margin(ttl):
+            # Its lease may be gone already (a claim that took long to come back, renewals
+            # that fail): never start a handler on it.
+            held.cancel(CancelReason.LEASE_EXPIRING)
         if held.reason is not None:
             return self._after_cancel(held)
         spec = self.handlers.get(job.name)
@@ -176,6 +184,10 @@ class Attempts:
             self.stats.released += 1
             return Release(held.lease)
         self.stats.lease_lost += 1
+        if held.reason is CancelReason.LEASE_EXPIRING:
+            log.warning("job %s: lease in doubt, handler stopped; handing the job back",
+                        held.job_id)
+            return Release(held.lease)
         log.warning("job %s: lease lost, handler stopped; its result is not written",
                     held.job_id)
         return None

@@ -53,6 +53,11 @@ class Dispatcher(Actor):
             if self._unsure:
                 await self._release_orphans()
             await self.held.wait_free()
+            # The claim below is shielded, and wait_free does not block while credit is
+            # free: without this, a busy queue left the dispatcher no point at which a
+            # cancellation could reach it (a drain that releases jobs to the front of the
+            # queue then claimed and released them forever; the fault simulator found it).
+            await trio.lowlevel.checkpoint_if_cancelled()
             asked = self.held.free
             sent_at = trio.current_time()
             # Shielded: a claim on its way to the store finishes even when we are stopped,

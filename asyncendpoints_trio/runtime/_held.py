@@ -29,8 +29,16 @@ from ..stores._protocol import Claimed, Lease, Outcome
 
 class CancelReason(enum.Enum):
     USER = "user"  # DELETE /jobs/<id>: ends Canceled
-    LEASE_LOST = "lease_lost"  # a peer may run it now: write nothing
+    LEASE_LOST = "lease_lost"  # the store refused the lease: a peer may run it, write nothing
+    # No renewal got through in time: the lease may be expiring on the store. Stop, then
+    # hand the job back uncharged (refused, harmlessly, if it did expire meanwhile).
+    LEASE_EXPIRING = "lease_expiring"
     SHUTDOWN = "shutdown"  # graceful drain: back to the queue, no attempt charged
+
+
+# A later reason replaces an earlier one only if it ranks higher.
+_RANK = {CancelReason.USER: 0, CancelReason.SHUTDOWN: 0, CancelReason.LEASE_EXPIRING: 1,
+         CancelReason.LEASE_LOST: 2}
 
 
 class Phase(enum.Enum):
@@ -61,10 +69,10 @@ class HeldJob:
         return self.claimed.lease
 
     def cancel(self, reason: CancelReason) -> None:
-        # The first reason wins: a job cancelled by its user stays a user cancel even if
-        # shutdown comes next, so it ends Canceled rather than back in the queue. A lost
-        # lease outranks everything: nobody may write for it any more.
-        if self.reason is None or reason is CancelReason.LEASE_LOST:
+        # Between a user's cancel and a shutdown the first wins: a job cancelled by its
+        # user stays a user cancel if shutdown comes next, so it ends Canceled rather than
+        # back in the queue. A lease in doubt outranks both, a lost one everything.
+        if self.reason is None or _RANK[reason] > _RANK[self.reason]:
             self.reason = reason
         if self.scope is not None:
             self.scope.cancel()
@@ -74,7 +82,9 @@ class HeldJobs:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._jobs: dict[str, HeldJob] = {}
-        self._with_credit = 0
+        # Every job holding a credit, including one replaced in _jobs by a newer claim of
+        # the same job whose old run has not ended yet.
+        self._credited: dict[HeldJob, None] = {}
         self._credit_freed = trio.Event()
         self._added = trio.Event()
 
@@ -82,12 +92,12 @@ class HeldJobs:
 
     @property
     def free(self) -> int:
-        return self.capacity - self._with_credit
+        return self.capacity - len(self._credited)
 
     @property
     def busy(self) -> int:
         """Jobs that hold a credit: claimed and not yet handed to the outcome writer."""
-        return self._with_credit
+        return len(self._credited)
 
     async def wait_free(self) -> None:
         while self.free <= 0:
@@ -96,7 +106,7 @@ class HeldJobs:
     def give_credit(self, held: HeldJob) -> None:
         if held.has_credit:
             held.has_credit = False
-            self._with_credit -= 1
+            del self._credited[held]
             self._credit_freed.set()
             self._credit_freed = trio.Event()
 
@@ -112,7 +122,7 @@ class HeldJobs:
             old.cancel(CancelReason.LEASE_LOST)
         held = HeldJob(claimed, renewed_at=sent_at)
         self._jobs[claimed.job.id] = held
-        self._with_credit += 1
+        self._credited[held] = None
         self._added.set()
         self._added = trio.Event()
         return held
@@ -145,6 +155,9 @@ class HeldJobs:
             return False
         held.cancel(reason)
         return True
+
+    def credited(self) -> list[HeldJob]:
+        return list(self._credited)
 
     def __iter__(self) -> Iterator[HeldJob]:
         return iter(list(self._jobs.values()))

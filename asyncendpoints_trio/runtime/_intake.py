@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from .._errors import StoreError, StoreUnavailable
+from .._errors import NotAccepting, StoreError, StoreUnavailable
 from ..stores._protocol import JobStore, NewJob, Submitted
 from ._actor import Actor
 
@@ -135,3 +135,9 @@ class Intake(Actor):
             answers = [error] * len(batch)
         for (_, reply), answer in zip(batch, answers, strict=True):
             reply.set(answer)
+
+    def refuse_carry(self) -> None:
+        """The runtime ended: the submission taken for a next batch gets its answer."""
+        if self._carry is not None:
+            self._carry[1].set(NotAccepting("the service is shutting down"))
+            self._carry = None

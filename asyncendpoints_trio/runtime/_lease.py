@@ -29,6 +29,8 @@ from ._held import CancelReason, HeldJob, HeldJobs, Phase
 
 log = logging.getLogger("asyncendpoints_trio.lease")
 
+_STOPPED = frozenset({CancelReason.LEASE_LOST, CancelReason.LEASE_EXPIRING})
+
 
 def lease_margin(lease_ttl: float) -> float:
     """How long before the local deadline a handler is stopped: a tenth of the TTL."""
@@ -64,6 +66,8 @@ class LeaseKeeper(Actor):
                 await self.renew_once()
 
     def _keeps(self, held: HeldJob) -> bool:
+        # Renewal goes on until the store refuses the lease, even for a job whose handler
+        # was stopped because renewals were failing: the handler may not stop at once.
         return held.reason is not CancelReason.LEASE_LOST
 
     async def renew_once(self) -> None:
@@ -112,7 +116,7 @@ class LeaseKeeper(Actor):
             now = trio.current_time()
             earliest = math.inf
             for h in self.held:
-                if not self._keeps(h) or h.phase is Phase.FINISHING:
+                if h.reason in _STOPPED or h.phase is Phase.FINISHING:
                     continue  # nothing left to stop
                 deadline = h.renewed_at + self.lease_ttl - margin
                 if deadline <= now:
@@ -121,7 +125,7 @@ class LeaseKeeper(Actor):
                     log.warning("job %s: no renewal accepted for %.1fs, its lease may expire "
                                 "on the store; stopping its handler", h.job_id,
                                 now - h.renewed_at)
-                    h.cancel(CancelReason.LEASE_LOST)
+                    h.cancel(CancelReason.LEASE_EXPIRING)
                 else:
                     earliest = min(earliest, deadline)
             # Renewals only move deadlines later, so waking at the earliest one we know of

@@ -28,7 +28,7 @@ from ._actor import Actor
 from ._attempt import Attempts
 from ._dispatcher import Dispatcher
 from ._events import StoreEvents
-from ._held import CancelReason, HeldJob, HeldJobs
+from ._held import CancelReason, HeldJob, HeldJobs, Phase
 from ._intake import Intake, Reply, Submission
 from ._lease import LeaseKeeper
 from ._outcomes import OutcomeWriter
@@ -66,6 +66,10 @@ class Runtime:
         self._actors: dict[str, Actor] = {}
         self.held = HeldJobs(config.concurrency + config.prefetch)
         self.pool: WorkerPool | None = None
+        self._jobs_rx: trio.MemoryReceiveChannel[HeldJob] | None = None
+        self._submit_rx: trio.MemoryReceiveChannel[Submission] | None = None
+        self._intake: Intake | None = None
+        self._writer: OutcomeWriter | None = None
 
     # ---- lifecycle --------------------------------------------------------------------------
 
@@ -90,12 +94,19 @@ class Runtime:
             await self._run(task_status)
         finally:
             self._submit = None
+            # However the runtime ended (drained, or cancelled from outside), nobody waits
+            # for an answer that will not come.
+            if self._submit_rx is not None:
+                self._refuse_leftovers(self._submit_rx)
+            if self._intake is not None:
+                self._intake.refuse_carry()
             self._stopped.set()
 
     async def _run(self, task_status: trio.TaskStatus[Runtime]) -> None:
         cfg = self.config
         total = cfg.concurrency + cfg.prefetch
         submit_tx, submit_rx = trio.open_memory_channel[Submission](cfg.submit_batch * 4)
+        self._submit_rx = submit_rx
         jobs_tx, jobs_rx = trio.open_memory_channel[HeldJob](total)
         out_tx, out_rx = trio.open_memory_channel[Outcome](total)
         owner = cfg.instance_id
@@ -115,6 +126,7 @@ class Runtime:
             self._actors |= {"dispatcher": dispatcher, "workers": pool, "outcomes": writer,
                              "lease_keeper": keeper}
         self.pool = pool
+        self._jobs_rx, self._writer, self._intake = jobs_rx, writer, intake
 
         async with trio.open_nursery() as nursery:
             actors: dict[str, _Running] = {}
@@ -136,10 +148,12 @@ class Runtime:
             await actors["intake"].finish_by(deadline)
             self._refuse_leftovers(submit_rx)
             if cfg.run_workers:
+                # Before the dispatcher stops: a claim still in flight may bring jobs, and
+                # they must go back unrun, not start now.
+                pool.drain()
                 actors["dispatcher"].scope.cancel()
                 await actors["dispatcher"].done.wait()
                 await jobs_tx.aclose()
-                pool.drain()
                 with trio.move_on_at(deadline):
                     await actors["workers"].done.wait()
                 pool.cancel_running()
@@ -224,6 +238,34 @@ class Runtime:
             "accepting": self.accepting,
             "actors": {name: dataclasses.asdict(h) for name, h in self._health.items()},
         }
+
+    def consistency(self) -> list[str]:
+        """Check the state the actors share; ``[]`` when it is consistent. For tests (the
+        fault simulator calls it all along a run) and for debugging a live instance.
+
+        Holds at every checkpoint, except that a job handed to a worker that has not run
+        yet since may be in neither the channel nor the pool: that gap is allowed for.
+        """
+        pool, jobs = self.pool, self._jobs_rx
+        if pool is None or jobs is None or not self.config.run_workers:
+            return []
+        problems: list[str] = []
+        running = set(pool.running)
+        credited = self.held.credited()
+        if self.held.free < 0 or self.held.free != self.held.capacity - len(credited):
+            problems.append(f"credits: {self.held.free} free of {self.held.capacity}, "
+                            f"{len(credited)} held with a credit")
+        in_channel = jobs.statistics().current_buffer_used
+        waiting = [h for h in credited if h not in running]
+        if any(h.phase is not Phase.WAITING for h in waiting):
+            problems.append("a job holds a credit but is neither waiting nor with a worker")
+        if len(waiting) > in_channel + self.config.concurrency:
+            problems.append(f"{len(waiting)} jobs wait for a worker, {in_channel} in the "
+                            "channel: some wait nowhere")
+        for h in self.held:
+            if h.phase is Phase.RUNNING and h not in running:
+                problems.append(f"job {h.job_id} is held as running but no handler runs it")
+        return problems
 
     def statistics(self) -> dict[str, Any]:
         stats: dict[str, Any] = {

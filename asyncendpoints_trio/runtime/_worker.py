@@ -24,7 +24,7 @@ class WorkerPool(Actor):
     outcomes: trio.MemorySendChannel[Outcome]
     # Jobs a worker task of this pool took from the channel and has not handed over yet.
     # After a crash these are exactly the jobs whose handler died with the pool.
-    _taken: set[HeldJob] = field(default_factory=set)
+    _taken: dict[HeldJob, None] = field(default_factory=dict)  # ordered: replays repeat
 
     @property
     def stats(self) -> AttemptStats:
@@ -39,8 +39,8 @@ class WorkerPool(Actor):
             held.cancel(CancelReason.SHUTDOWN)
 
     @property
-    def running(self) -> frozenset[HeldJob]:
-        return frozenset(self._taken)
+    def running(self) -> list[HeldJob]:
+        return list(self._taken)
 
     async def run(self) -> None:
         """Returns once the job channel is closed and every handler has ended."""
@@ -51,7 +51,7 @@ class WorkerPool(Actor):
     async def _loop(self) -> None:
         async for held in self.receive:
             # Taken and marked with no checkpoint in between: no crash can fall in the gap.
-            self._taken.add(held)
+            self._taken[held] = None
             held.phase = Phase.RUNNING
             held.outcome = await self.attempts.run(held)
             await self._hand_over(held)
@@ -64,7 +64,7 @@ class WorkerPool(Actor):
             # A send that raises (cancelled) has not sent: the job stays ours to settle.
             await self.outcomes.send(held.outcome)
             self.held.give_credit(held)
-        self._taken.discard(held)
+        self._taken.pop(held, None)
 
     async def after_crash(self, exc: Exception) -> None:
         """Settle the jobs whose workers died with the pool: an outcome already known is

@@ -361,7 +361,6 @@ class MemoryStore:
     async def recover(self, *, limit: int) -> RecoveryReport:
         await trio.lowlevel.checkpoint()
         now = self._now()
-        wall = self._wall()
         reclaimed = failed = 0
         while self._leases and self._leases[0][0] <= now and reclaimed + failed < limit:
             deadline, _, job_id, token = heapq.heappop(self._leases)
@@ -373,25 +372,9 @@ class MemoryStore:
                 or self._deadline.get(job_id) != deadline
             ):
                 continue  # renewed, finished or reclaimed since this entry was pushed
-            base = replace(job, owner=None, last_updated_at=wall)
-            if job.cancel_requested:
-                self._put(job, replace(base, status=_S.CANCELED, completed_at=wall))
-                failed += 1
-            elif job.retry_count < job.max_retries:
-                error = error_from_message(
-                    "LeaseExpired", "the instance running this job stopped renewing its lease"
-                )
-                self._put(job, replace(base, status=_S.QUEUED, retry_count=job.retry_count + 1,
-                                       error=error))
-                self._enqueue(job_id, front=True)
+            if self._expire(job):
                 reclaimed += 1
             else:
-                error = error_from_message(
-                    "LeaseExpired",
-                    "the instance running this job stopped renewing its lease, "
-                    "and no retries were left",
-                )
-                self._put(job, replace(base, status=_S.FAILED, error=error, completed_at=wall))
                 failed += 1
         promoted = self._promote_due(now, limit)
         purged = self._purge(now, limit)
@@ -400,6 +383,26 @@ class MemoryStore:
             reclaimed=reclaimed, expired_failed=failed, promoted=promoted, purged=purged,
             next_in=max(0.0, min(upcoming) - now) if upcoming else None,
         )
+
+    def _expire(self, job: Job) -> bool:
+        """An expired lease: the job back in the queue (True), or ended (False)."""
+        wall = self._wall()
+        base = replace(job, owner=None, last_updated_at=wall)
+        if job.cancel_requested:
+            self._put(job, replace(base, status=_S.CANCELED, completed_at=wall))
+            return False
+        if job.retry_count < job.max_retries:
+            error = error_from_message(
+                "LeaseExpired", "the instance running this job stopped renewing its lease")
+            self._put(job, replace(base, status=_S.QUEUED, retry_count=job.retry_count + 1,
+                                   error=error))
+            self._enqueue(job.id, front=True)
+            return True
+        error = error_from_message(
+            "LeaseExpired",
+            "the instance running this job stopped renewing its lease, and no retries were left")
+        self._put(job, replace(base, status=_S.FAILED, error=error, completed_at=wall))
+        return False
 
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()
