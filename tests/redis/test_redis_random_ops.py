@@ -1,0 +1,263 @@
+"""Random operations over every Lua script on a real redis-server, checked after each step.
+
+A seeded driver submits (with repeated and conflicting idempotency keys), claims as two
+owners, renews and finishes with current and stale tokens, cancels, and sweeps, while short
+leases expire in real time. After every step the whole key space is read back and checked:
+
+- each job sits in exactly the index its status says (Queued: the ready set, Scheduled: the
+  retry set, InProgress: the lease set, terminal: the retention set), and nowhere else;
+- a job's token never goes down, and each claim adds one;
+- every status change is an edge of TRANSITIONS;
+- a write with a stale token or another owner's lease is refused, one with the current
+  lease is applied;
+- every idempotency key points at a job that exists, and the wake list holds at most one.
+
+``REDIS_RANDOM_SEED=n`` replays a seed; a failure names its seed and step.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import trio
+
+from asyncendpoints_trio import TRANSITIONS, JobStatus
+from asyncendpoints_trio.redis import RedisClient
+from asyncendpoints_trio.stores._protocol import (
+    AckCancel,
+    Complete,
+    Fail,
+    Lease,
+    NewJob,
+    Release,
+    Submitted,
+)
+from asyncendpoints_trio.stores._redis import RedisStore
+
+from .conftest import fast_settings
+
+TTL = 0.3
+STEPS = 400
+OWNERS = ("a", "b")
+ERROR = {"code": "HandlerError", "message": "boom", "exception": None}
+SEEDS = [int(os.environ["REDIS_RANDOM_SEED"])] if os.environ.get("REDIS_RANDOM_SEED") \
+    else [1, 2, 3]
+
+
+@pytest.fixture
+async def store(redis_url: str) -> AsyncIterator[RedisStore]:
+    client = RedisClient(fast_settings(redis_url))
+    store = RedisStore(client, queue=f"rnd-{uuid.uuid4().hex[:8]}", retention=0.5,
+                       owns_client=True)
+    yield store
+    keys = await client.execute("KEYS", f"ae:{{{store.queue}}}:*")
+    if keys:
+        await client.execute("DEL", *keys)
+    await store.aclose()
+
+
+_INDEX = {JobStatus.QUEUED: "ready", JobStatus.SCHEDULED: "scheduled",
+          JobStatus.IN_PROGRESS: "leases"}
+
+
+async def layout(store: RedisStore) -> dict[str, Any]:
+    keys = store.keys
+    replies = await store.client.pipeline([
+        ("HGETALL", keys.rec), ("ZRANGE", keys.ready, 0, -1), ("ZRANGE", keys.scheduled, 0, -1),
+        ("ZRANGE", keys.leases, 0, -1), ("ZRANGE", keys.expiry, 0, -1), ("HGETALL", keys.idem),
+        ("LLEN", keys.wake), ("HKEYS", keys.data)])
+    rec, ready, scheduled, leases, expiry, idem, wake, data = replies
+    records = {rec[i].decode(): rec[i + 1].decode() for i in range(0, len(rec), 2)}
+    return {
+        "records": records,
+        "ready": [x.decode() for x in ready], "scheduled": {x.decode() for x in scheduled},
+        "leases": {x.decode() for x in leases}, "expiry": {x.decode() for x in expiry},
+        "idem": {idem[i].decode(): idem[i + 1].decode() for i in range(0, len(idem), 2)},
+        "wake": wake, "data": {x.decode() for x in data},
+    }
+
+
+class Driver:
+    def __init__(self, store: RedisStore, seed: int) -> None:
+        self.store = store
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.step = 0
+        self.leases: dict[str, Lease] = {}  # the current lease of each job we believe held
+        self.stale: list[Lease] = []
+        self.tokens: dict[str, int] = {}
+        self.statuses: dict[str, JobStatus] = {}
+        self.keys: list[str] = []
+        self.submitted: list[str] = []
+
+    def fail(self, message: str) -> None:
+        raise AssertionError(f"seed {self.seed} step {self.step}: {message}")
+
+    async def run(self) -> None:
+        ops = [self.submit] * 4 + [self.claim] * 3 + [self.renew, self.finish, self.finish,
+                                                      self.finish, self.stale_write,
+                                                      self.cancel, self.recover,
+                                                      self.owned, self.wait]
+        for self.step in range(STEPS):
+            await self.rng.choice(ops)()
+            await self.check()
+
+    async def submit(self) -> None:
+        batch: list[NewJob] = []
+        for _ in range(self.rng.randint(1, 4)):
+            key = None
+            if self.rng.random() < 0.4:
+                if self.keys and self.rng.random() < 0.5:
+                    key = self.rng.choice(self.keys)
+                else:
+                    key = f"k{len(self.keys)}"
+                    self.keys.append(key)
+            payload = self.rng.choice([b'"x"', b'"y"'])
+            batch.append(NewJob(id=str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+                                name="W", payload=payload, max_retries=self.rng.randint(0, 2),
+                                idempotency_key=key, fingerprint=payload.decode()))
+        answers = await self.store.submit(batch, max_queued=self.rng.choice([None, 50]))
+        for answer in answers:
+            if isinstance(answer, Submitted) and answer.created:
+                self.submitted.append(answer.job.id)
+
+    async def claim(self) -> None:
+        owner = self.rng.choice(OWNERS)
+        for c in await self.store.claim(owner, self.rng.randint(1, 3), TTL):
+            before = self.tokens.get(c.job.id, 0)
+            if c.lease.token != before + 1:
+                self.fail(f"claim of {c.job.id} gave token {c.lease.token} after {before}")
+            old = self.leases.get(c.job.id)
+            if old is not None:
+                self.stale.append(old)
+            self.leases[c.job.id] = c.lease
+
+    def _pick(self) -> Lease | None:
+        if not self.leases:
+            return None
+        return self.leases[self.rng.choice(sorted(self.leases))]
+
+    async def renew(self) -> None:
+        chosen = [lease for lease in self.leases.values() if self.rng.random() < 0.5]
+        by_owner: dict[str, list[Lease]] = {}
+        for lease in chosen:
+            by_owner.setdefault(lease.owner, []).append(lease)
+        for owner, leases in sorted(by_owner.items()):
+            if self.rng.random() < 0.2:  # renewed by an instance that does not hold them
+                owner = "a" if owner == "b" else "b"
+            before = await layout(self.store)
+            reply = await self.store.heartbeat(owner, leases, TTL)
+            for lease in leases:
+                record = before["records"].get(lease.job_id, "")
+                fields = record.split("|")
+                current = record.startswith("InProgress|") and \
+                    fields[1] == str(lease.token) and fields[9] == owner
+                if current == (lease.job_id in reply.lost):
+                    self.fail(f"renewal of {lease} answered lost={lease.job_id in reply.lost} "
+                              f"for record {record!r}")
+
+    async def finish(self) -> None:
+        lease = self._pick()
+        if lease is None:
+            return
+        outcome = self.rng.choice([
+            Complete(lease, b'"done"'), Fail(lease, ERROR, None),
+            Fail(lease, ERROR, self.rng.choice([0.0, 0.05, 0.2])), Release(lease),
+            AckCancel(lease)])
+        await self._write(outcome)
+        if self.rng.random() < 0.3:  # the same write again: fenced now
+            [again] = await self.store.finish([outcome])
+            if again:
+                self.fail(f"the same outcome for {lease} applied twice")
+        self.leases.pop(lease.job_id, None)
+
+    async def stale_write(self) -> None:
+        if self.stale:
+            lease = self.rng.choice(self.stale)
+            await self._write(self.rng.choice([Complete(lease, b'"late"'), Release(lease)]))
+        lease = self._pick()
+        if lease is not None:  # the right token, another owner: refused too
+            other = Lease(lease.job_id, lease.token, "a" if lease.owner == "b" else "b")
+            await self._write(Complete(other, b'"impostor"'))
+
+    async def _write(self, outcome: Any) -> None:
+        before = await layout(self.store)
+        lease = outcome.lease
+        record = before["records"].get(lease.job_id, "")
+        fields = record.split("|")
+        current = (record.startswith("InProgress|") and fields[1] == str(lease.token)
+                   and (not lease.owner or fields[9] == lease.owner))
+        [applied] = await self.store.finish([outcome])
+        if applied != current:
+            self.fail(f"{type(outcome).__name__} for {lease} applied={applied}, "
+                      f"record {record!r}")
+
+    async def cancel(self) -> None:
+        if self.submitted:
+            await self.store.cancel(self.rng.choice(self.submitted))
+
+    async def recover(self) -> None:
+        await self.store.recover(limit=self.rng.randint(1, 50))
+
+    async def owned(self) -> None:
+        owner = self.rng.choice(OWNERS)
+        found = await self.store.leases_of(owner)
+        now = await layout(self.store)
+        for lease in found:
+            fields = now["records"][lease.job_id].split("|")
+            if fields[0] != "InProgress" or fields[9] != owner or \
+                    fields[1] != str(lease.token):
+                self.fail(f"leases_of({owner}) gave {lease}, record {fields}")
+
+    async def wait(self) -> None:
+        await trio.sleep(self.rng.choice([0.01, 0.1, TTL]))  # time passes: leases expire
+
+    async def check(self) -> None:
+        now = await layout(self.store)
+        if now["wake"] > 1:
+            self.fail(f"wake list holds {now['wake']}")
+        if len(now["ready"]) != len(set(now["ready"])):
+            self.fail("a job is in the ready queue twice")
+        ready = set(now["ready"])
+        for job_id, record in now["records"].items():
+            fields = record.split("|")
+            status, token = JobStatus(fields[0]), int(fields[1])
+            placed = {name for name, members in (("ready", ready),
+                      ("scheduled", now["scheduled"]), ("leases", now["leases"]),
+                      ("expiry", now["expiry"])) if job_id in members}
+            wanted = {_INDEX.get(status, "expiry")}
+            if placed != wanted:
+                self.fail(f"job {job_id} is {status} but sits in {sorted(placed)}")
+            if job_id not in now["data"]:
+                self.fail(f"job {job_id} has a record but no data")
+            if token < self.tokens.get(job_id, 0):
+                self.fail(f"job {job_id}: token went down to {token}")
+            old = self.statuses.get(job_id)
+            if old is not None and old != status and status not in TRANSITIONS[old]:
+                self.fail(f"job {job_id}: {old} -> {status} is not a transition")
+            self.tokens[job_id] = token
+            self.statuses[job_id] = status
+            if status is not JobStatus.IN_PROGRESS:
+                lease = self.leases.get(job_id)
+                if lease is not None:
+                    self.stale.append(self.leases.pop(job_id))
+        for key, value in now["idem"].items():
+            if value.split("|", 1)[0] not in now["records"]:
+                self.fail(f"idempotency key {key} points at a job that is gone")
+        for index in ("scheduled", "leases", "expiry"):
+            orphans = now[index] - now["records"].keys()
+            if orphans:
+                self.fail(f"{index} holds ids without a record: {sorted(orphans)[:3]}")
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+async def test_random_operations_keep_the_layout_whole(store: RedisStore, seed: int) -> None:
+    driver = Driver(store, seed)
+    with trio.fail_after(120):
+        await driver.run()
+    assert len(driver.submitted) > 50 and driver.stale  # it did exercise the scripts
