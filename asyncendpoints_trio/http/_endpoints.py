@@ -138,7 +138,7 @@ class AsyncEndpoints:
         spec = self.handlers.require(name)  # unknown job names fail here, at setup
         endpoint = f"{_PREFIX}.{name}.{method.lower()}.{len(self._routes)}"
         app.add_url_rule(rule, endpoint, make_submit_view(self, name, hook), methods=[method])
-        self._routes.append(RouteInfo(method, rule, spec))
+        self._routes.append(RouteInfo(method, rule, spec, hook is not None))
         self._openapi = None
 
     def map_job_details(self, rule: str = "/jobs/<uuid:job_id>") -> None:

@@ -50,7 +50,10 @@ def make_job_view(endpoints: AsyncEndpoints) -> Callable[..., Awaitable[Response
             if request.method == "DELETE":
                 return await _cancel(endpoints, key)
             try:
-                wait = _wait_seconds(request.args.get("wait"), config.max_wait)
+                given = request.args.getlist("wait")
+                if len(given) > 1:
+                    raise ValueError("give wait once")
+                wait = _wait_seconds(given[0] if given else None, config.max_wait)
             except ValueError as exc:
                 return problem(400, str(exc), code="BadWait")
             if wait > 0:

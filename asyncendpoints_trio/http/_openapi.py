@@ -46,6 +46,16 @@ class RouteInfo:
     method: str
     rule: str
     spec: HandlerSpec
+    has_hook: bool = False
+
+
+def _body_required(spec: HandlerSpec) -> bool:
+    """A missing body reads as ``null``: required unless the request type takes null."""
+    try:
+        spec.request_adapter.validate_json(b"null")
+    except Exception:
+        return True
+    return False
 
 
 def _problem(description: str) -> dict[str, Any]:
@@ -74,26 +84,31 @@ def build_openapi(title: str, routes: list[RouteInfo], job_rule: str | None) -> 
     for route in routes:
         path, params = _path(route.rule)
         result = schema_of(route.spec, "result")
+        responses: dict[str, Any] = {
+            "202": {"description": f"Queued. The job's result, once Completed: "
+                    f"{result.get('title', route.spec.name)}",
+                    "headers": {"Location": {"schema": {"type": "string"}},
+                                "Retry-After": {"schema": {"type": "integer"}}},
+                    "content": {"application/json": {"schema": {
+                        "$ref": "#/components/schemas/Job"}}}},
+            "400": _problem("Malformed JSON, or a malformed header"),
+            "409": _problem("Idempotency key reused with another request"),
+            "413": _problem("Body too large"),
+            "415": _problem("Not application/json"),
+            "422": _problem("The body fails validation; `errors` lists the fields"),
+            "503": _problem("Queue full or store unavailable; see Retry-After"),
+        }
+        if route.has_hook:
+            # A pre-queue hook may answer instead; these are the answers hooks are for.
+            responses["401"] = _problem("Refused by the route's hook: not authenticated")
+            responses["403"] = _problem("Refused by the route's hook: not allowed")
         paths.setdefault(path, {})[route.method.lower()] = {
             "operationId": f"{route.method.lower()}_{route.spec.name}",
             "summary": f"Queue a {route.spec.name} job",
             "parameters": params,
-            "requestBody": {"required": False, "content": {
+            "requestBody": {"required": _body_required(route.spec), "content": {
                 "application/json": {"schema": schema_of(route.spec, "request")}}},
-            "responses": {
-                "202": {"description": f"Queued. The job's result, once Completed: "
-                        f"{result.get('title', route.spec.name)}",
-                        "headers": {"Location": {"schema": {"type": "string"}},
-                                    "Retry-After": {"schema": {"type": "integer"}}},
-                        "content": {"application/json": {"schema": {
-                            "$ref": "#/components/schemas/Job"}}}},
-                "400": _problem("Malformed JSON"),
-                "409": _problem("Idempotency key reused with another request"),
-                "413": _problem("Body too large"),
-                "415": _problem("Not application/json"),
-                "422": _problem("The body fails validation; `errors` lists the fields"),
-                "503": _problem("Queue full or store unavailable; see Retry-After"),
-            },
+            "responses": responses,
         }
     if job_rule is not None:
         path, params = _path(job_rule)
@@ -102,6 +117,8 @@ def build_openapi(title: str, routes: list[RouteInfo], job_rule: str | None) -> 
         paths[path] = {
             "get": {"operationId": "get_job", "summary": "Read a job",
                     "parameters": [*params, {"name": "wait", "in": "query", "required": False,
+                                             "description": "long-poll up to this many "
+                                             "seconds (capped by max_wait); given once",
                                              "schema": {"type": "number", "minimum": 0}}],
                     "responses": {"200": {"description": "The job", **job_ok},
                                   "400": _problem("Bad wait value"),

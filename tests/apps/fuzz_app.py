@@ -1,0 +1,59 @@
+"""An app for the OpenAPI fuzz run: typed routes of every method, a hook, the job route."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pydantic
+from quart_trio import QuartTrio
+
+from asyncendpoints_trio import AsyncContext, AsyncEndpoints, Problem, SubmitContext
+
+
+class Order(pydantic.BaseModel):
+    item: str = pydantic.Field(min_length=1, max_length=50)
+    quantity: int = pydantic.Field(ge=1, le=1000)
+    note: str | None = None
+
+
+@dataclass
+class Receipt:
+    item: str
+    total: int
+
+
+@dataclass
+class Rename:
+    name: str
+
+
+app = QuartTrio(__name__)
+endpoints = AsyncEndpoints(app)
+
+
+@endpoints.handler("Order")
+async def order(ctx: AsyncContext[Order]) -> Receipt:
+    return Receipt(ctx.request.item, ctx.request.quantity * 3)
+
+
+@endpoints.handler("Rename")
+async def rename(ctx: AsyncContext[Rename]) -> str:
+    return ctx.request.name.upper()
+
+
+@endpoints.handler("Purge")
+async def purge(ctx: AsyncContext[Any]) -> None:
+    return None
+
+
+def only_known_tenants(ctx: SubmitContext[Rename]) -> Any:
+    if ctx.route_params.get("tenant") == "blocked":
+        raise Problem(403, detail="this tenant may not rename", code="Forbidden")
+    return None
+
+
+endpoints.map_async_post("Order", "/orders")
+endpoints.map_async_put("Rename", "/tenants/<tenant>/name", hook=only_known_tenants)
+endpoints.map_async_delete("Purge", "/tenants/<tenant>/cache")
+endpoints.map_job_details("/jobs/<uuid:job_id>")
