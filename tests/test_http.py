@@ -199,6 +199,9 @@ async def test_bad_wait_is_400() -> None:
                     ).headers["location"]
         for bad in ("soon", "-1", "nan", "inf"):
             assert_problem(await client.get(location, params={"wait": bad}), 400, "BadWait")
+        # Given twice (the fuzzer's ``?wait=&wait=junk``): which one would count?
+        twice = await client.get(location, params=[("wait", ""), ("wait", "junk")])
+        assert_problem(twice, 400, "BadWait")
 
 
 async def test_long_poll_returns_when_terminal_and_is_capped() -> None:
