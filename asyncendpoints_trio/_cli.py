@@ -160,6 +160,9 @@ def serve(args: argparse.Namespace) -> int:
     overrides = overrides_of(args)
     if args.workers < 1:
         raise ConfigurationError("--workers must be >= 1")
+    if not 0 < args.keep_alive < float("inf"):
+        raise ConfigurationError(f"--keep-alive must be a number of seconds > 0, not "
+                                 f"{args.keep_alive}")
     app, endpoints = load_endpoints(args.app, overrides)
     config = _hypercorn_config(args, endpoints.config.shutdown_grace)
     if args.workers == 1:

@@ -55,8 +55,12 @@ class IdempotencyConflict(AsyncEndpointsError):
     """An idempotency key was reused with a different request."""
 
     def __init__(self, key: str, job_id: str) -> None:
-        super().__init__(f"idempotency key {key!r} was already used for job {job_id} "
-                         "with a different request")
+        if key == job_id:  # a chosen job id (X-Async-Request-Id) that another job has
+            message = f"job id {job_id} belongs to a different request"
+        else:
+            message = (f"idempotency key {key!r} was already used for job {job_id} "
+                       "with a different request")
+        super().__init__(message)
         self.key = key
         self.job_id = job_id
 
