@@ -197,7 +197,7 @@ async def test_bad_wait_is_400() -> None:
     async with client_for(app) as client:
         location = (await client.post("/orders", json={"item": "a", "quantity": 1})
                     ).headers["location"]
-        for bad in ("soon", "-1", "nan", "inf"):
+        for bad in ("soon", "-1", "nan", "inf", ""):
             assert_problem(await client.get(location, params={"wait": bad}), 400, "BadWait")
         # Given twice (the fuzzer's ``?wait=&wait=junk``): which one would count?
         twice = await client.get(location, params=[("wait", ""), ("wait", "junk")])

@@ -27,7 +27,7 @@ def _job_response(job: Job, status: int, retry_after: int) -> Response:
 
 
 def _wait_seconds(raw: str | None, cap: float) -> float:
-    if raw is None or raw == "":
+    if raw is None:
         return 0.0
     try:
         seconds = float(raw)
