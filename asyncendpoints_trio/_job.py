@@ -60,26 +60,55 @@ class HttpContext:
     headers: tuple[tuple[str, str], ...] = ()
     route_params: Mapping[str, str] = field(default_factory=dict)
     query_params: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    client: str | None = None  # the client's address, as the server saw it
 
     def to_json_obj(self) -> dict[str, Any]:
-        return {
+        obj: dict[str, Any] = {
             "headers": [list(pair) for pair in self.headers],
             "routeParams": dict(self.route_params),
             "queryParams": {k: list(v) for k, v in self.query_params.items()},
         }
+        if self.client is not None:
+            obj["client"] = self.client
+        return obj
 
     @classmethod
     def from_json_obj(cls, obj: Mapping[str, Any]) -> HttpContext:
+        client = obj.get("client")
         return cls(
             headers=tuple((str(k), str(v)) for k, v in obj.get("headers", ())),
             route_params={str(k): str(v) for k, v in obj.get("routeParams", {}).items()},
             query_params={
                 str(k): tuple(str(x) for x in v) for k, v in obj.get("queryParams", {}).items()
             },
+            client=None if client is None else str(client),
         )
 
 
 EMPTY_CONTEXT = HttpContext()
+
+# Priorities are levels MIN_PRIORITY..MAX_PRIORITY, higher first, as a bounded head start:
+# a job of priority p is placed as if it had been queued p * PRIORITY_STEP jobs earlier. So
+# it overtakes lower-priority jobs queued shortly before it, but a job waits behind at most
+# (MAX_PRIORITY - MIN_PRIORITY) * PRIORITY_STEP later arrivals: nothing starves.
+MIN_PRIORITY = 0
+MAX_PRIORITY = 9
+PRIORITY_STEP = 1000
+
+# How many attempts a job's history keeps (the latest ones; the count keeps growing).
+MAX_ATTEMPTS_KEPT = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One run of a job's handler, as its history shows it."""
+
+    number: int  # 1 for the first run
+    started_at: float | None
+    ended_at: float
+    outcome: str  # Completed | Failed | Retrying | Canceled | Released | LeaseExpired
+    error_code: str | None = None
+    error_message: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +135,12 @@ class Job:
     token: int = 0  # fencing token: grows with every claim
     owner: str | None = None  # instance holding the lease while InProgress
     cancel_requested: bool = False
+    priority: int = MIN_PRIORITY
+    due_at: float | None = None  # while Scheduled: when it becomes Queued (wall clock)
+    # Who may see the job: an owner claim derived from the submitting request by the app
+    # (never a raw credential); None when the app defines no owners.
+    principal: str | None = None
+    attempts: tuple[Attempt, ...] = ()  # the latest MAX_ATTEMPTS_KEPT runs, oldest first
 
     @property
     def is_terminal(self) -> bool:

@@ -8,6 +8,7 @@ and retention; they never stand in for synchronisation.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import uuid
 from typing import Any
@@ -48,6 +49,10 @@ def new_job(
         idempotency_key=key,
         fingerprint=fingerprint or f"{name}:{payload!r}",
     )
+
+
+def _fields(job: NewJob) -> dict[str, Any]:
+    return {f.name: getattr(job, f.name) for f in dataclasses.fields(job)}
 
 
 async def submit_one(store: JobStore, job: NewJob | None = None, **kw: Any) -> Submitted:
@@ -318,6 +323,82 @@ class StoreContract:
                 await trio.sleep(0.1)
                 await store.finish([Complete(claimed.lease, b"7")])
         assert seen[0].status is JobStatus.COMPLETED and seen[0].result == b"7"
+
+    async def test_delayed_submit_starts_on_time(self, store: JobStore, clock: object) -> None:
+        """A job asked to start later is Scheduled, shows when, and is claimable then: an idle
+        waiter learns the due time and wakes for it, without polling."""
+        delayed = new_job()
+        delayed = NewJob(**{**_fields(delayed), "delay": 0.6})
+        [answer] = await store.submit([delayed])
+        assert isinstance(answer, Submitted) and answer.job.status is JobStatus.SCHEDULED
+        job = await store.get(delayed.id)
+        assert job is not None and job.status is JobStatus.SCHEDULED and job.due_at is not None
+        assert job.due_at == pytest.approx(job.created_at + 0.6, abs=0.01)
+        assert await store.claim(OWNER, 1, TTL) == []
+        started = trio.current_time()
+        with trio.fail_after(3):
+            while not (claimed := await store.claim(OWNER, 1, TTL)):
+                await store.wait_for_work(5.0)
+        waited = trio.current_time() - started
+        assert claimed[0].job.id == delayed.id and claimed[0].job.due_at is None
+        assert 0.5 <= waited < 1.5
+        # Cancelling a delayed job works like cancelling a retry.
+        later = NewJob(**{**_fields(new_job()), "delay": 30.0})
+        await store.submit([later])
+        canceled = await store.cancel(later.id)
+        assert canceled is not None and canceled.status is JobStatus.CANCELED
+
+    async def test_priority_is_a_bounded_head_start(self, store: JobStore, clock: object) -> None:
+        low = [new_job(payload=f'"low{i}"'.encode()) for i in range(3)]
+        high = NewJob(**{**_fields(new_job(payload=b'"high"')), "priority": 5})
+        await store.submit(low)
+        await store.submit([high])
+        order = [c.job.id for c in await store.claim(OWNER, 10, TTL)]
+        assert order == [high.id] + [j.id for j in low]  # it overtook the three before it
+        job = await store.get(high.id)
+        assert job is not None and job.priority == 5
+        # Released jobs still come first, whatever their priority.
+        assert await store.finish([Release(Lease(low[0].id, 1, OWNER))]) == [True]
+        again = NewJob(**{**_fields(new_job()), "priority": 9})
+        await store.submit([again])
+        first = await store.claim(OWNER, 1, TTL)
+        assert [c.job.id for c in first] == [low[0].id]
+
+    async def test_attempts_are_kept_past_a_success(self, store: JobStore, clock: object) -> None:
+        await submit_one(store, new_job(max_retries=3))
+        [first] = await store.claim(OWNER, 1, TTL)
+        assert await store.finish([Fail(first.lease, ERROR, 0.0)]) == [True]
+        await trio.sleep(0.01)
+        [second] = await store.claim(OWNER, 1, TTL)
+        assert await store.finish([Release(second.lease, ran=True)]) == [True]
+        [third] = await store.claim(OWNER, 1, TTL)
+        assert await store.finish([Complete(third.lease, b'"ok"')]) == [True]
+        job = await store.get(first.job.id)
+        assert job is not None and job.status is JobStatus.COMPLETED and job.error is None
+        assert [(a.number, a.outcome, a.error_code) for a in job.attempts] == [
+            (1, "Retrying", "HandlerError"), (2, "Released", None), (2, "Completed", None)]
+        assert all(a.started_at is not None and a.ended_at >= a.started_at
+                   for a in job.attempts)
+        # The common case costs no history: a first run that completed.
+        plain = await submit_one(store)
+        [run] = await store.claim(OWNER, 1, TTL)
+        await store.finish([Complete(run.lease, b"1")])
+        done = await store.get(plain.job.id)
+        assert done is not None and done.attempts == ()
+
+    async def test_timestamps_keep_microseconds_and_principal_is_kept(
+        self, store: JobStore, clock: object
+    ) -> None:
+        owned = NewJob(**{**_fields(new_job()), "principal": "tenant-7"})
+        await store.submit([owned])
+        await trio.sleep(0.0123)
+        [_claimed] = await store.claim(OWNER, 1, TTL)
+        job = await store.get(owned.id)
+        assert job is not None and job.principal == "tenant-7"
+        assert job.started_at is not None
+        if clock is None:  # on real time (a MockClock does not move the wall clock)
+            gap = job.started_at - job.created_at
+            assert gap == pytest.approx(0.0123, abs=0.005) and round(gap, 3) != round(gap, 6)
 
     async def test_wait_for_work_wakes_on_submit(self, store: JobStore, clock: object) -> None:
         woke = trio.Event()

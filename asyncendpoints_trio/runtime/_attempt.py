@@ -68,7 +68,7 @@ class Attempts:
         if held.reason is CancelReason.LEASE_LOST:
             return None
         if held.reason is CancelReason.LEASE_EXPIRING:
-            return Release(held.lease)
+            return Release(held.lease, ran=held.started)
         try:
             spec = self.handlers.get(held.claimed.job.name)
             return self._failure(spec, held, "HandlerCrashed", exc)
@@ -141,6 +141,7 @@ class Attempts:
         try:
             with scope:
                 held.scope = scope
+                held.started = True
                 if held.reason is not None:
                     scope.cancel()
                 try:
@@ -182,12 +183,12 @@ class Attempts:
             return AckCancel(held.lease)
         if held.reason is CancelReason.SHUTDOWN:
             self.stats.released += 1
-            return Release(held.lease)
+            return Release(held.lease, ran=held.started)
         self.stats.lease_lost += 1
         if held.reason is CancelReason.LEASE_EXPIRING:
             log.warning("job %s: lease in doubt, handler stopped; handing the job back",
                         held.job_id)
-            return Release(held.lease)
+            return Release(held.lease, ran=held.started)
         log.warning("job %s: lease lost, handler stopped; its result is not written",
                     held.job_id)
         return None

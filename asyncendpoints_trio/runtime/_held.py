@@ -59,6 +59,7 @@ class HeldJob:
     scope: trio.CancelScope | None = None  # set while the handler runs
     reason: CancelReason | None = None
     outcome: Outcome | None = None  # once known, so that a crash cannot lose it
+    started: bool = False  # its handler was called
 
     @property
     def job_id(self) -> str:

@@ -1,8 +1,9 @@
 """``MemoryStore``: the embedded default, for development, tests and single-process services.
 
 It keeps the same promises as the Redis store (leases, fencing tokens, expiry, retention,
-idempotency) so that code tested here behaves the same in production. Deadlines run on Trio's
-clock, so tests drive lease expiry, retry delays and retention with ``MockClock``.
+idempotency, priorities, delayed starts) so that code tested here behaves the same in
+production. Deadlines run on Trio's clock, so tests drive lease expiry, retry delays and
+retention with ``MockClock``.
 
 Every public method finishes its change without awaiting in between, which is what makes
 each one atomic under Trio's cooperative scheduling.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -22,7 +23,8 @@ import trio
 
 from .._error_info import error_from_message
 from .._errors import IdempotencyConflict, QueueFull
-from .._job import TERMINAL, Job, JobStatus, check_transition
+from .._job import TERMINAL, Attempt, Job, JobStatus, check_transition
+from ._history import appended, error_summary, outcome_label
 from ._protocol import (
     AckCancel,
     Claimed,
@@ -33,16 +35,16 @@ from ._protocol import (
     NewJob,
     Outcome,
     RecoveryReport,
-    Release,
     Submitted,
 )
+from ._ready_queue import ReadyQueue
 
 _S = JobStatus
 _OVERHEAD = 300  # bytes a job's bookkeeping takes beside what it carries, roughly
 
 
 def _size(job: Job) -> int:
-    size = _OVERHEAD + len(job.payload) + len(job.result or b"")
+    size = _OVERHEAD + len(job.payload) + len(job.result or b"") + 80 * len(job.attempts)
     if job.error is not None:
         try:
             size += len(orjson.dumps(job.error))
@@ -76,7 +78,7 @@ class MemoryStore:
         self._wall = wall_clock
         self._jobs: dict[str, Job] = {}
         # Lazy-deletion queues: an entry is skipped when the job moved on since it was pushed.
-        self._queue: deque[str] = deque()
+        self._ready = ReadyQueue()
         self._scheduled: list[tuple[float, int, str, int]] = []  # (due, seq, id, retry_count)
         self._leases: list[tuple[float, int, str, int]] = []  # (deadline, seq, id, token)
         self._deadline: dict[str, float] = {}  # current lease deadline of each held job
@@ -100,7 +102,8 @@ class MemoryStore:
         if old is not None:
             check_transition(new.id, old.status, new.status)
             self._counts[old.status] -= 1
-        if old is None or old.result is not new.result or old.error is not new.error:
+        if old is None or old.result is not new.result or old.error is not new.error or \
+                old.attempts is not new.attempts:
             size = _size(new)
             self._bytes += size - self._size_of.get(new.id, 0)
             self._size_of[new.id] = size
@@ -117,12 +120,10 @@ class MemoryStore:
         self._work.set()
         self._work = trio.Event()
 
-    def _enqueue(self, job_id: str, *, front: bool = False) -> None:
-        if front:
-            self._queue.appendleft(job_id)
-        else:
-            self._queue.append(job_id)
-        self._wake_workers()
+    def _schedule(self, job: Job, delay: float) -> None:
+        heapq.heappush(self._scheduled,
+                       (self._now() + delay, self._next_seq(), job.id, job.retry_count))
+        self._wake_workers()  # an idle dispatcher shortens its wait to the new due time
 
     def _holds(self, lease: Lease) -> Job | None:
         job = self._jobs.get(lease.job_id)
@@ -139,9 +140,12 @@ class MemoryStore:
             job = self._jobs.get(job_id)
             if job is None or job.status is not _S.SCHEDULED or job.retry_count != retry_count:
                 continue
-            self._put(job, replace(job, status=_S.QUEUED, last_updated_at=self._wall()))
-            self._enqueue(job_id)
+            self._put(job, replace(job, status=_S.QUEUED, due_at=None,
+                                   last_updated_at=self._wall()))
+            self._ready.push_back(job_id, job.priority)
             promoted += 1
+        if promoted:
+            self._wake_workers()
         return promoted
 
     def _purge(self, now: float, limit: int) -> int:
@@ -159,63 +163,71 @@ class MemoryStore:
             purged += 1
         return purged
 
+    def _history(self, job: Job, label: str | None, error: Mapping[str, Any] | None,
+                 wall: float) -> tuple[Attempt, ...]:
+        if label is None:
+            return job.attempts
+        code, message = error_summary(error)
+        return appended(job.attempts, Attempt(job.attempt, job.started_at, wall, label,
+                                              code, message))
+
     # ---- the store contract --------------------------------------------------------------
 
     async def submit(
         self, jobs: Sequence[NewJob], *, max_queued: int | None = None
     ) -> list[Submitted | Exception]:
         await trio.lowlevel.checkpoint()
-        now = self._now()
-        self._purge(now, limit=len(jobs) * 2 + 16)
-        wall = self._wall()
-        answers: list[Submitted | Exception] = []
-        for new in jobs:
-            if new.idempotency_key is not None:
-                seen = self._idempotency.get(new.idempotency_key)
-                if seen is not None:
-                    job_id, fingerprint = seen
-                    if fingerprint != new.fingerprint:
-                        answers.append(IdempotencyConflict(new.idempotency_key, job_id))
-                    else:
-                        answers.append(Submitted(self._jobs[job_id], created=False))
-                    continue
-            if new.id in self._jobs:
-                old = self._jobs[new.id]
-                if new.idempotency_key is None and (old.name, old.payload, old.context) == (
-                        new.name, new.payload, new.context):
-                    # The same id again without a key: our own resend after a lost reply.
-                    answers.append(Submitted(self._jobs[new.id], created=False))
-                else:
-                    answers.append(IdempotencyConflict(new.idempotency_key or new.id, new.id))
-                continue
-            if max_queued is not None and self._counts[_S.QUEUED] >= max_queued:
-                answers.append(QueueFull(f"the queue holds {max_queued} jobs"))
-                continue
-            if self.max_bytes is not None and \
-                    self._bytes + len(new.payload) + _OVERHEAD > self.max_bytes:
-                answers.append(QueueFull(
-                    f"the in-memory store holds {self._bytes} bytes of jobs; its budget "
-                    f"(memory_budget) is {self.max_bytes}"))
-                continue
-            job = Job(
-                id=new.id,
-                name=new.name,
-                status=_S.QUEUED,
-                payload=new.payload,
-                max_retries=new.max_retries,
-                created_at=wall,
-                last_updated_at=wall,
-                context=new.context,
-            )
-            self._put(None, job)
-            if new.idempotency_key is not None:
-                self._idempotency[new.idempotency_key] = (job.id, new.fingerprint)
-                self._key_of[job.id] = new.idempotency_key
-            self._queue.append(job.id)
-            answers.append(Submitted(job, created=True))
+        self._purge(self._now(), limit=len(jobs) * 2 + 16)
+        answers = [self._submit_one(new, max_queued) for new in jobs]
         if any(isinstance(a, Submitted) and a.created for a in answers):
             self._wake_workers()
         return answers
+
+    def _submit_one(self, new: NewJob, max_queued: int | None) -> Submitted | Exception:
+        if new.idempotency_key is not None:
+            seen = self._idempotency.get(new.idempotency_key)
+            if seen is not None:
+                job_id, fingerprint = seen
+                if fingerprint != new.fingerprint:
+                    return IdempotencyConflict(new.idempotency_key, job_id)
+                return Submitted(self._jobs[job_id], created=False)
+        if new.id in self._jobs:
+            old = self._jobs[new.id]
+            if new.idempotency_key is None and (old.name, old.payload, old.context) == (
+                    new.name, new.payload, new.context):
+                # The same id again without a key: our own resend after a lost reply.
+                return Submitted(old, created=False)
+            return IdempotencyConflict(new.idempotency_key or new.id, new.id)
+        if max_queued is not None and self._counts[_S.QUEUED] >= max_queued:
+            return QueueFull(f"the queue holds {max_queued} jobs")
+        if self.max_bytes is not None and \
+                self._bytes + len(new.payload) + _OVERHEAD > self.max_bytes:
+            return QueueFull(f"the in-memory store holds {self._bytes} bytes of jobs; its "
+                             f"budget (memory_budget) is {self.max_bytes}")
+        wall = self._wall()
+        delayed = new.delay is not None and new.delay > 0
+        job = Job(
+            id=new.id,
+            name=new.name,
+            status=_S.SCHEDULED if delayed else _S.QUEUED,
+            payload=new.payload,
+            max_retries=new.max_retries,
+            created_at=wall,
+            last_updated_at=wall,
+            context=new.context,
+            priority=new.priority,
+            due_at=wall + new.delay if delayed and new.delay is not None else None,
+            principal=new.principal,
+        )
+        self._put(None, job)
+        if new.idempotency_key is not None:
+            self._idempotency[new.idempotency_key] = (job.id, new.fingerprint)
+            self._key_of[job.id] = new.idempotency_key
+        if delayed and new.delay is not None:
+            self._schedule(job, new.delay)
+        else:
+            self._ready.push_back(job.id, job.priority)
+        return Submitted(job, created=True)
 
     async def get(self, job_id: str) -> Job | None:
         await trio.lowlevel.checkpoint()
@@ -227,19 +239,15 @@ class MemoryStore:
         self._promote_due(now, limit=max(limit, 64))
         wall = self._wall()
         claimed: list[Claimed] = []
-        while self._queue and len(claimed) < limit:
-            job_id = self._queue.popleft()
+        while len(claimed) < limit:
+            job_id = self._ready.pop()
+            if job_id is None:
+                break
             job = self._jobs.get(job_id)
             if job is None or job.status is not _S.QUEUED:
                 continue
-            new = replace(
-                job,
-                status=_S.IN_PROGRESS,
-                token=job.token + 1,
-                owner=owner,
-                started_at=wall,
-                last_updated_at=wall,
-            )
+            new = replace(job, status=_S.IN_PROGRESS, token=job.token + 1, owner=owner,
+                          started_at=wall, last_updated_at=wall)
             self._put(job, new)
             deadline = now + lease_ttl
             self._deadline[job_id] = deadline
@@ -248,9 +256,7 @@ class MemoryStore:
         return claimed
 
     async def wait_for_work(self, timeout: float) -> None:
-        if self._counts[_S.QUEUED] > 0 or (
-            self._scheduled and self._scheduled[0][0] <= self._now()
-        ):
+        if len(self._ready) > 0 or (self._scheduled and self._scheduled[0][0] <= self._now()):
             await trio.lowlevel.checkpoint()
             return
         deadline = self._now() + timeout
@@ -288,7 +294,6 @@ class MemoryStore:
 
     async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
         await trio.lowlevel.checkpoint()
-        now = self._now()
         wall = self._wall()
         applied: list[bool] = []
         for outcome in outcomes:
@@ -297,33 +302,36 @@ class MemoryStore:
                 applied.append(False)
                 continue
             applied.append(True)
-            base = replace(job, owner=None, last_updated_at=wall)
             self._deadline.pop(job.id, None)
-            if isinstance(outcome, Complete):
-                self._put(job, replace(base, status=_S.COMPLETED, result=outcome.result,
-                                       error=None, completed_at=wall))
-            elif isinstance(outcome, AckCancel) or job.cancel_requested:
-                # A cancel request outranks a retry or a release: the user asked for it.
-                self._put(job, replace(base, status=_S.CANCELED, completed_at=wall,
-                                       error=getattr(outcome, "error", None) or base.error))
-            elif isinstance(outcome, Fail):
-                if outcome.retry_delay is None:
-                    self._put(job, replace(base, status=_S.FAILED, error=outcome.error,
-                                           completed_at=wall))
-                else:
-                    retry_count = job.retry_count + 1
-                    self._put(job, replace(base, status=_S.SCHEDULED, error=outcome.error,
-                                           retry_count=retry_count))
-                    heapq.heappush(
-                        self._scheduled,
-                        (now + outcome.retry_delay, self._next_seq(), job.id, retry_count),
-                    )
-                    self._wake_workers()
-            else:
-                assert isinstance(outcome, Release)
-                self._put(job, replace(base, status=_S.QUEUED))
-                self._enqueue(job.id, front=True)
+            self._apply(job, outcome, wall)
         return applied
+
+    def _apply(self, job: Job, outcome: Outcome, wall: float) -> None:
+        error = outcome.error if isinstance(outcome, Fail) else None
+        history = self._history(job, outcome_label(outcome, job.cancel_requested), error, wall)
+        if isinstance(outcome, Complete) and not job.retry_count and not job.attempts:
+            history = ()  # the common case is told by the job's own times (see _history.py)
+        base = replace(job, owner=None, last_updated_at=wall, attempts=history)
+        if isinstance(outcome, Complete):
+            self._put(job, replace(base, status=_S.COMPLETED, result=outcome.result,
+                                   error=None, completed_at=wall))
+        elif isinstance(outcome, AckCancel) or job.cancel_requested:
+            # A cancel request outranks a retry or a release: the user asked for it.
+            self._put(job, replace(base, status=_S.CANCELED, completed_at=wall,
+                                   error=error or base.error))
+        elif isinstance(outcome, Fail):
+            if outcome.retry_delay is None:
+                self._put(job, replace(base, status=_S.FAILED, error=error, completed_at=wall))
+            else:
+                scheduled = replace(base, status=_S.SCHEDULED, error=error,
+                                    retry_count=job.retry_count + 1,
+                                    due_at=wall + outcome.retry_delay)
+                self._put(job, scheduled)
+                self._schedule(scheduled, outcome.retry_delay)
+        else:
+            self._put(job, replace(base, status=_S.QUEUED))
+            self._ready.push_front(job.id)
+            self._wake_workers()
 
     async def cancel(self, job_id: str) -> Job | None:
         await trio.lowlevel.checkpoint()
@@ -337,7 +345,9 @@ class MemoryStore:
             for listener in list(self._cancel_listeners):
                 listener(job_id)
             return new
-        new = replace(job, status=_S.CANCELED, completed_at=wall, last_updated_at=wall)
+        self._ready.remove(job_id)
+        new = replace(job, status=_S.CANCELED, completed_at=wall, last_updated_at=wall,
+                      due_at=None)
         self._put(job, new)
         return new
 
@@ -387,21 +397,24 @@ class MemoryStore:
     def _expire(self, job: Job) -> bool:
         """An expired lease: the job back in the queue (True), or ended (False)."""
         wall = self._wall()
-        base = replace(job, owner=None, last_updated_at=wall)
+        self._deadline.pop(job.id, None)
         if job.cancel_requested:
+            base = replace(job, owner=None, last_updated_at=wall,
+                           attempts=self._history(job, "Canceled", None, wall))
             self._put(job, replace(base, status=_S.CANCELED, completed_at=wall))
             return False
-        if job.retry_count < job.max_retries:
-            error = error_from_message(
-                "LeaseExpired", "the instance running this job stopped renewing its lease")
-            self._put(job, replace(base, status=_S.QUEUED, retry_count=job.retry_count + 1,
-                                   error=error))
-            self._enqueue(job.id, front=True)
-            return True
+        retries_left = job.retry_count < job.max_retries
         error = error_from_message(
-            "LeaseExpired",
-            "the instance running this job stopped renewing its lease, and no retries were left")
-        self._put(job, replace(base, status=_S.FAILED, error=error, completed_at=wall))
+            "LeaseExpired", "the instance running this job stopped renewing its lease"
+            + ("" if retries_left else ", and no retries were left"))
+        base = replace(job, owner=None, last_updated_at=wall, error=error,
+                       attempts=self._history(job, "LeaseExpired", error, wall))
+        if retries_left:
+            self._put(job, replace(base, status=_S.QUEUED, retry_count=job.retry_count + 1))
+            self._ready.push_front(job.id)
+            self._wake_workers()
+            return True
+        self._put(job, replace(base, status=_S.FAILED, completed_at=wall))
         return False
 
     async def aclose(self) -> None:

@@ -26,9 +26,12 @@ class NewJob:
     payload: bytes
     max_retries: int
     context: HttpContext = EMPTY_CONTEXT
-    idempotency_key: str | None = None
+    idempotency_key: str | None = None  # already scoped by the caller (route, owner)
     # Hash of (name, payload): the same key with another fingerprint is a conflict.
     fingerprint: str = ""
+    priority: int = 0  # MIN_PRIORITY..MAX_PRIORITY; higher is claimed first
+    delay: float | None = None  # seconds: stored Scheduled, Queued once they have passed
+    principal: str | None = None  # the app's owner claim, kept with the job
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,9 +68,12 @@ class Fail:
 
 @dataclass(frozen=True, slots=True)
 class Release:
-    """Hand a job back to the queue without charging an attempt (graceful shutdown)."""
+    """Hand a job back to the queue without charging an attempt (a drain, a lease in
+    doubt, a claim nobody knew of). ``ran``: its handler had started, so the job's history
+    shows the cut-short run."""
 
     lease: Lease
+    ran: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +114,7 @@ class JobStore(Protocol):
     async def submit(
         self, jobs: Sequence[NewJob], *, max_queued: int | None = None
     ) -> list[Submitted | Exception]:
-        """Store new jobs as ``Queued`` in one step, in order.
+        """Store new jobs as ``Queued`` (``Scheduled`` with a ``delay``) in one step, in order.
 
         Per job the answer is ``Submitted``, or the exception for that job alone:
         ``IdempotencyConflict`` or ``QueueFull``. Store failures raise for the whole batch.
@@ -120,7 +126,8 @@ class JobStore(Protocol):
     async def claim(self, owner: str, limit: int, lease_ttl: float) -> list[Claimed]:
         """Move up to ``limit`` queued jobs to ``InProgress`` under leases held by ``owner``.
 
-        Each claim increments the job's fencing token. Oldest jobs first.
+        Each claim increments the job's fencing token. Released jobs first, then by priority
+        as a bounded head start (see ``PRIORITY_STEP``), oldest first within a priority.
         """
         ...
 

@@ -29,6 +29,7 @@ from .._errors import (
 )
 from .._job import Job, JobStatus
 from ..redis import RedisClient, Script
+from ._history import error_summary
 from ._protocol import (
     AckCancel,
     Claimed,
@@ -47,6 +48,7 @@ from ._redis_layout import (
     FINISH_COMPLETE,
     FINISH_FAIL,
     FINISH_RELEASE,
+    FINISH_RELEASE_UNRUN,
     FINISH_RETRY,
     SUBMIT_CONFLICT,
     SUBMIT_FULL,
@@ -95,11 +97,18 @@ _DEFAULT_BULK_LIMIT = 512 * 1024 * 1024
 
 # Without a live subscription, long-polls re-read the job this often instead.
 _POLL_WITHOUT_EVENTS = 0.5
+_RECLAIM_MESSAGE = "the instance running this job stopped renewing its lease"
 _RECLAIM_ERROR = orjson.dumps(error_from_message(
     "LeaseExpired", "the instance running this job stopped renewing its lease"))
 _EXPIRED_ERROR = orjson.dumps(error_from_message(
     "LeaseExpired", "the instance running this job stopped renewing its lease, "
     "and no retries were left"))
+
+
+def _history_fields(error: Mapping[str, Any]) -> bytes:
+    """The error's code and message as members of the attempt's history line."""
+    code, message = error_summary(error)
+    return orjson.dumps({"c": code, "m": message})[1:-1]
 
 
 class _Waiter:
@@ -109,7 +118,7 @@ class _Waiter:
 
     def __init__(self) -> None:
         self.event = trio.Event()
-        self.ended: tuple[bytes, bytes | None, bytes | None] | None = None
+        self.ended: tuple[bytes, bytes | None, bytes | None, bytes | None] | None = None
 
 
 class RedisStore:
@@ -166,8 +175,9 @@ class RedisStore:
         args: list[str | bytes | int | float] = [-1 if max_queued is None else max_queued,
                                                  len(jobs)]
         for new in jobs:
+            delay_ms = 0 if not new.delay or new.delay <= 0 else max(1, round(new.delay * 1000))
             args += [new.id, new.max_retries, encode_data(new), new.idempotency_key or "",
-                     new.fingerprint]
+                     new.fingerprint, new.priority, delay_ms]
         replies = await self._run("submit", args)
         answers: list[Submitted | Exception] = []
         for new, reply in zip(jobs, replies, strict=True):
@@ -182,14 +192,18 @@ class RedisStore:
                        max_queued: int | None) -> Submitted | Exception:
         kind = reply[0]
         if kind == SUBMIT_NEW:
-            created = int(reply[1]) / 1000
+            created = int(reply[1]) / 1_000_000
+            delayed = bool(new.delay and new.delay > 0)
             return Submitted(Job(
-                id=new.id, name=new.name, status=JobStatus.QUEUED, payload=new.payload,
-                max_retries=new.max_retries, created_at=created, last_updated_at=created,
-                context=new.context), created=True)
+                id=new.id, name=new.name,
+                status=JobStatus.SCHEDULED if delayed else JobStatus.QUEUED,
+                payload=new.payload, max_retries=new.max_retries, created_at=created,
+                last_updated_at=created, context=new.context, priority=new.priority,
+                due_at=created + (new.delay or 0.0) if delayed else None,
+                principal=new.principal), created=True)
         if kind == SUBMIT_SAME:
             other = reply[1].decode()
-            job = decode_job(other, reply[2:6])
+            job = decode_job(other, reply[2:7])
             if job is None:
                 raise StoreError(f"job {other} vanished")
             return Submitted(job, created=False)
@@ -263,22 +277,24 @@ class RedisStore:
         retry_soonest: float | None = None
         for o in outcomes:
             lease = o.lease
+            head: list[str | bytes | int | float] = [lease.job_id, lease.token, lease.owner]
             if isinstance(o, Complete):
-                args += [FINISH_COMPLETE, lease.job_id, lease.token, lease.owner, o.result, 0]
+                args += [FINISH_COMPLETE, *head, o.result, 0, ""]
             elif isinstance(o, Fail):
                 body = orjson.dumps(o.error)
+                fields = _history_fields(o.error)
                 if o.retry_delay is None:
-                    args += [FINISH_FAIL, lease.job_id, lease.token, lease.owner, body, 0]
+                    args += [FINISH_FAIL, *head, body, 0, fields]
                 else:
-                    args += [FINISH_RETRY, lease.job_id, lease.token, lease.owner, body,
-                             int(o.retry_delay * 1000)]
+                    args += [FINISH_RETRY, *head, body, round(o.retry_delay * 1000), fields]
                     retry_soonest = (o.retry_delay if retry_soonest is None
                                      else min(retry_soonest, o.retry_delay))
             elif isinstance(o, Release):
-                args += [FINISH_RELEASE, lease.job_id, lease.token, lease.owner, "", 0]
+                kind = FINISH_RELEASE if o.ran else FINISH_RELEASE_UNRUN
+                args += [kind, *head, "", 0, ""]
             else:
                 assert isinstance(o, AckCancel)
-                args += [FINISH_ACK_CANCEL, lease.job_id, lease.token, lease.owner, "", 0]
+                args += [FINISH_ACK_CANCEL, *head, "", 0, ""]
         applied = [bool(a) for a in await self._run("finish", args)]
         self._fenced += applied.count(False)
         if retry_soonest is not None:
@@ -313,8 +329,8 @@ class RedisStore:
                 if waiter.ended is not None:
                     # The end came with the job's new state: no read needed. (The data
                     # part never changes, so the watch reply's copy is current.)
-                    record, error, result = waiter.ended
-                    return decode_job(job_id, (record, snapshot[1], result, error))
+                    record, error, result, history = waiter.ended
+                    return decode_job(job_id, (record, snapshot[1], result, error, history))
                 if waiter.event.is_set() or not self._subscribed:
                     waiters.discard(waiter)
                     waiter = _Waiter()
@@ -351,10 +367,11 @@ class RedisStore:
             await trio.sleep(backoff_delay(failures, 5.0))
 
     def _job_ended(self, message: bytes) -> None:
-        """``id`` alone, or ``id \\0 record \\0 error \\0 result`` from finish (NUL never
-        occurs in a job id, a record or JSON text)."""
-        parts = message.split(b"\0", 3)
-        ended = (parts[1], parts[2] or None, parts[3] or None) if len(parts) == 4 else None
+        """``id`` alone, or ``id \\0 record \\0 error \\0 result \\0 history`` from finish
+        (NUL never occurs in a job id, a record or JSON text)."""
+        parts = message.split(b"\0", 4)
+        ended = ((parts[1], parts[2] or None, parts[3] or None, parts[4] or None)
+                 if len(parts) == 5 else None)
         for waiter in self._waiters.get(parts[0].decode(), ()):
             waiter.ended = ended
             waiter.event.set()
@@ -367,7 +384,7 @@ class RedisStore:
     async def recover(self, *, limit: int) -> RecoveryReport:
         reclaimed, failed, promoted, purged, next_in_ms = await self._run(
             "recover", [limit, self._retention_ms, self._done_channel, _RECLAIM_ERROR,
-                        _EXPIRED_ERROR])
+                        _EXPIRED_ERROR, _RECLAIM_MESSAGE])
         return RecoveryReport(reclaimed=reclaimed, expired_failed=failed, promoted=promoted,
                               purged=purged,
                               next_in=None if next_in_ms < 0 else next_in_ms / 1000)

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from .._job import EMPTY_CONTEXT, HttpContext, Job, JobStatus
+from .._job import EMPTY_CONTEXT, Attempt, HttpContext, Job, JobStatus
 from ._protocol import NewJob
 
 
@@ -32,6 +32,7 @@ class RedisKeys:
     wake: str
     watch: str
     seq: str
+    hist: str
 
     @classmethod
     def of(cls, queue: str) -> RedisKeys:
@@ -52,29 +53,49 @@ SUBMIT_FULL = b"full"
 FINISH_COMPLETE = "C"
 FINISH_FAIL = "F"
 FINISH_RETRY = "R"
-FINISH_RELEASE = "L"
+FINISH_RELEASE = "L"  # of a run that started
+FINISH_RELEASE_UNRUN = "l"
 FINISH_ACK_CANCEL = "X"
 
 
-def _seconds(ms: bytes) -> float | None:
-    return int(ms) / 1000 if ms else None
+def _seconds(us: bytes) -> float | None:
+    return int(us) / 1_000_000 if us else None
+
+
+def decode_history(history: bytes | None) -> tuple[Attempt, ...]:
+    """The history hash's lines (see ``attempt_line`` in lua/_lib.lua)."""
+    if not history:
+        return ()
+    attempts = []
+    for line in history.split(b"\n"):
+        entry = orjson.loads(line)
+        attempts.append(Attempt(
+            number=int(entry["n"]),
+            started_at=None if entry["s"] is None else entry["s"] / 1_000_000,
+            ended_at=entry["e"] / 1_000_000,
+            outcome=str(entry["o"]),
+            error_code=entry.get("c"),
+            error_message=entry.get("m"),
+        ))
+    return tuple(attempts)
 
 
 def decode_job(job_id: str, snapshot: Sequence[Any]) -> Job | None:
-    """A job from ``{record, data, result, error}`` as the scripts return them."""
-    record, data, result, error = snapshot
+    """A job from ``{record, data, result, error[, history]}`` as the scripts return them."""
+    record, data, result, error = snapshot[:4]
+    history = snapshot[4] if len(snapshot) > 4 else None
     if not record or not data:
         return None
-    st, tok, rt, mx, cn, cr, sa, co, up, owner, _ = record.split(b"|", 10)
-    name, context, payload = data.split(b"\0", 2)
+    st, tok, rt, mx, cn, cr, sa, co, up, owner, pr, du, _ = record.split(b"|", 12)
+    name, context, principal, payload = data.split(b"\0", 3)
     return Job(
         id=job_id,
         name=name.decode(),
         status=JobStatus(st.decode()),
         payload=payload,
         max_retries=int(mx),
-        created_at=int(cr) / 1000,
-        last_updated_at=int(up) / 1000,
+        created_at=int(cr) / 1_000_000,
+        last_updated_at=int(up) / 1_000_000,
         retry_count=int(rt),
         started_at=_seconds(sa),
         completed_at=_seconds(co),
@@ -84,9 +105,16 @@ def decode_job(job_id: str, snapshot: Sequence[Any]) -> Job | None:
         token=int(tok),
         owner=owner.decode() or None,
         cancel_requested=cn == b"1",
+        priority=int(pr),
+        due_at=_seconds(du),
+        principal=principal.decode() or None,
+        attempts=decode_history(history),
     )
 
 
 def encode_data(new: NewJob) -> bytes:
+    """``name \\0 context \\0 principal \\0 payload``: what never changes after submit (JSON
+    text and our names hold no NUL)."""
     context = b"" if new.context == EMPTY_CONTEXT else orjson.dumps(new.context.to_json_obj())
-    return new.name.encode() + b"\0" + context + b"\0" + new.payload
+    principal = (new.principal or "").encode()
+    return new.name.encode() + b"\0" + context + b"\0" + principal + b"\0" + new.payload

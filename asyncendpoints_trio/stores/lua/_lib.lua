@@ -13,12 +13,18 @@ local IDEM = KEYS[9]       -- HASH  idempotency key -> id|fingerprint
 local WAKE = KEYS[10]      -- LIST  at most one token: "there may be work", for BLPOP sleepers
 local WATCH = KEYS[11]     -- ZSET  id -> until (ms): someone long-polls it; publish when it ends
 local SEQ = KEYS[12]       -- STRING the last place in line handed out (INCRBY)
+local HIST = KEYS[13]      -- HASH  id -> the latest attempts, one JSON object per line
 -- Times come from this server's clock (TIME), never from the callers'.
 
 local TERMINAL = {Completed = true, Failed = true, Canceled = true}
 
+-- Deadlines and due times are in milliseconds; a job's timestamps keep microseconds, read
+-- from the same TIME call (now_ms() sets STAMP).
+local STAMP = 0
+
 local function now_ms()
   local t = redis.call('TIME')
+  STAMP = tonumber(t[1]) * 1000000 + tonumber(t[2])
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
@@ -26,19 +32,44 @@ local function ms(n)
   return string.format('%d', n)
 end
 
--- The record: status|token|retries|maxRetries|cancel|created|started|completed|updated|owner|idem
--- (the idempotency key comes last because it may contain '|').
-local PATTERN = '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$'
+-- The record: status|token|retries|maxRetries|cancel|created|started|completed|updated|
+-- owner|priority|due|idem. Times in microseconds ('' when unset); due is when a Scheduled job
+-- becomes Queued. The idempotency key comes last because it may contain '|'.
+local PATTERN = '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|' ..
+                '([^|]*)|([^|]*)|([^|]*)|(.*)$'
 
 local function dec(s)
-  local st, tok, rt, mx, cn, cr, sa, co, up, ow, idem = string.match(s, PATTERN)
+  local st, tok, rt, mx, cn, cr, sa, co, up, ow, pr, du, idem = string.match(s, PATTERN)
   return {st = st, tok = tonumber(tok), rt = tonumber(rt), mx = tonumber(mx), cn = cn,
-          cr = cr, sa = sa, co = co, up = up, ow = ow, idem = idem}
+          cr = cr, sa = sa, co = co, up = up, ow = ow, pr = tonumber(pr), du = du,
+          idem = idem}
 end
 
 local function enc(r)
   return table.concat({r.st, ms(r.tok), ms(r.rt), ms(r.mx), r.cn, r.cr, r.sa, r.co, r.up,
-                       r.ow, r.idem}, '|')
+                       r.ow, ms(r.pr), r.du, r.idem}, '|')
+end
+
+-- A job's history: one line per attempt, the latest MAX_ATTEMPTS kept. `fields` is the JSON
+-- inside the braces, without the times; the run's start and end are added here.
+local MAX_ATTEMPTS = 10
+
+local function attempt_line(r, label, fields)
+  local line = '{"n":' .. (r.rt + 1) .. ',"o":"' .. label .. '","s":' ..
+               (r.sa ~= '' and r.sa or 'null') .. ',"e":' .. ms(STAMP)
+  if fields ~= '' then line = line .. ',' .. fields end
+  return line .. '}'
+end
+
+local function with_line(history, line)
+  if not history or history == '' then return line end
+  history = history .. '\n' .. line
+  local count = select(2, string.gsub(history, '\n', '\n')) + 1
+  while count > MAX_ATTEMPTS do
+    history = string.sub(history, string.find(history, '\n', 1, true) + 1)
+    count = count - 1
+  end
+  return history
 end
 
 local function get_record(id)
@@ -80,12 +111,17 @@ end
 -- (cancelling a queued job) is O(log n), not a scan of the line. A job joins at the back
 -- with the next number of SEQ; a released or reclaimed one goes to the front, below the
 -- lowest place taken. Claims pop the lowest places first (ZPOPMIN).
-local function enqueue_back(ids)
+-- A priority p is a head start of p * PRIORITY_STEP places (see _job.py): a job overtakes
+-- lower-priority jobs queued shortly before it, and none waits behind more than
+-- 9 * PRIORITY_STEP later arrivals.
+local PRIORITY_STEP = 1000
+
+local function enqueue_back(ids, priorities)
   if #ids == 0 then return end
   local last = redis.call('INCRBY', SEQ, #ids)
   local entries = {}
   for i, id in ipairs(ids) do
-    entries[#entries + 1] = last - #ids + i
+    entries[#entries + 1] = last - #ids + i - PRIORITY_STEP * priorities[i]
     entries[#entries + 1] = id
   end
   call_many('ZADD', READY, entries)
@@ -94,8 +130,10 @@ end
 
 local function enqueue_front(ids)
   if #ids == 0 then return end
+  -- Before the lowest place taken, and before any place a job joining now could take.
+  local lowest = tonumber(redis.call('GET', SEQ) or '0') + 1 - PRIORITY_STEP * 9
   local first = redis.call('ZRANGE', READY, 0, 0, 'WITHSCORES')
-  local lowest = first[2] and tonumber(first[2]) or tonumber(redis.call('GET', SEQ) or '0') + 1
+  if first[2] and tonumber(first[2]) < lowest then lowest = tonumber(first[2]) end
   local entries = {}
   for i, id in ipairs(ids) do
     entries[#entries + 1] = lowest - i
@@ -107,7 +145,7 @@ end
 
 -- A job reached Completed, Failed or Canceled: start its retention clock, tell long-pollers.
 local function terminal(id, r, now, retention_ms, done_channel)
-  r.co = ms(now)
+  r.co = ms(STAMP)
   redis.call('ZADD', EXPIRY, now + retention_ms, id)
   if redis.call('ZSCORE', WATCH, id) then
     redis.call('ZREM', WATCH, id)
@@ -122,26 +160,30 @@ local function promote(now, limit)
   if #ids == 0 then return 0 end
   call_many('ZREM', SCHEDULED, ids)
   local records = hmget(REC, ids)
-  local writes, queued = {}, {}
+  local writes, queued, priorities = {}, {}, {}
   for i, id in ipairs(ids) do
     local r = records[i] and dec(records[i])
     if r and r.st == 'Scheduled' then
       r.st = 'Queued'
-      r.up = ms(now)
+      r.up = ms(STAMP)
+      r.du = ''
       writes[#writes + 1] = id
       writes[#writes + 1] = enc(r)
       queued[#queued + 1] = id
+      priorities[#priorities + 1] = r.pr
     end
   end
   if #queued > 0 then
     call_many('HSET', REC, writes)
-    enqueue_back(queued)
+    enqueue_back(queued, priorities)
   end
   return #queued
 end
 
+-- A job as get, watch, cancel and submit return it: {record, data, result, error, history}.
 local function snapshot(id)
   return {redis.call('HGET', REC, id), redis.call('HGET', DATA, id),
-          redis.call('HGET', OUT, id), redis.call('HGET', ERR, id)}
+          redis.call('HGET', OUT, id), redis.call('HGET', ERR, id),
+          redis.call('HGET', HIST, id)}
 end
 

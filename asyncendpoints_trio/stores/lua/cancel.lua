@@ -12,12 +12,13 @@ if r.st == 'Queued' or r.st == 'Scheduled' then
     redis.call('ZREM', SCHEDULED, id)
   end
   r.st = 'Canceled'
-  r.up = ms(now)
+  r.up = ms(STAMP)
+  r.du = ''
   terminal(id, r, now, retention_ms, ARGV[4])
   redis.call('HSET', REC, id, enc(r))
 elseif r.st == 'InProgress' and r.cn ~= '1' then
   r.cn = '1'
-  r.up = ms(now)
+  r.up = ms(STAMP)
   redis.call('HSET', REC, id, enc(r))
   redis.call('PUBLISH', ARGV[3], id)
 end

@@ -18,8 +18,8 @@ if #ids > 0 then
       r.st = 'InProgress'
       r.tok = r.tok + 1
       r.ow = owner
-      r.sa = ms(now)
-      r.up = ms(now)
+      r.sa = ms(STAMP)
+      r.up = ms(STAMP)
       local s = enc(r)
       taken[#taken + 1] = id
       writes[#writes + 1] = id

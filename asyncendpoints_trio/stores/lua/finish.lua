@@ -1,36 +1,52 @@
 -- Apply outcomes of running jobs; each must carry the job's current fencing token.
 -- ARGV: retention_ms, done_channel, n, then per outcome: kind, id, token, owner ('' for
--- any), body, delay_ms.
+-- any), body, delay_ms, history fields (JSON members for the attempt's history line, or '').
 -- kind: C complete (body: result) | F failed for good (body: error) | R retry after
--- delay_ms (body: error) | L release, no attempt charged | X cancel acknowledged.
+-- delay_ms (body: error) | L release of a run that started, no attempt charged | l release
+-- of a job whose handler never started | X cancel acknowledged.
+-- Every run gets a line in the job's history, but for the common case (a first run that
+-- completed), which the record itself tells.
 -- Reply: 1 (applied) or 0 (refused: the lease is no longer the caller's) per outcome.
 -- Records are read once for the batch and kept in `state`, so two outcomes for one job in
 -- the same batch see each other: the second is refused, as it would be one call later.
 local now = now_ms()
 local retention_ms, done_channel, n = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local ids = {}
-for i = 0, n - 1 do ids[#ids + 1] = ARGV[4 + i * 6 + 1] end
+local F = 7  -- fields per outcome
+for i = 0, n - 1 do ids[#ids + 1] = ARGV[4 + i * F + 1] end
 local found = hmget(REC, ids)
 local state = {}
 for i, id in ipairs(ids) do
   if state[id] == nil then state[id] = found[i] and dec(found[i]) or false end
 end
 local changed, order = {}, {}
+local lines = {}  -- id -> history lines to append, in order
 local results, errors, clear_errors, released = {}, {}, {}, {}
 local ended, expiry, scheduled, unleased = {}, {}, {}, {}
 local applied = {}
 for i = 0, n - 1 do
-  local b = 4 + i * 6
+  local b = 4 + i * F
   local kind, id, token, owner = ARGV[b], ARGV[b + 1], tonumber(ARGV[b + 2]), ARGV[b + 3]
-  local body, delay = ARGV[b + 4], ARGV[b + 5]
+  local body, delay, fields = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]
   local r = state[id]
   if not r or r.st ~= 'InProgress' or r.tok ~= token or (owner ~= '' and r.ow ~= owner) then
     applied[#applied + 1] = 0
   else
     applied[#applied + 1] = 1
     unleased[#unleased + 1] = id
+    local label = nil
+    if kind == 'C' then label = 'Completed'
+    elseif kind == 'l' then label = nil
+    elseif kind == 'X' or r.cn == '1' then label = 'Canceled'
+    elseif kind == 'F' then label = 'Failed'
+    elseif kind == 'R' then label = 'Retrying'
+    else label = 'Released' end
+    if label then
+      lines[id] = lines[id] or {}
+      table.insert(lines[id], {attempt_line(r, label, fields), kind == 'C' and r.rt == 0})
+    end
     r.ow = ''
-    r.up = ms(now)
+    r.up = ms(STAMP)
     if kind == 'C' then
       r.st = 'Completed'
       results[#results + 1] = id
@@ -49,6 +65,7 @@ for i = 0, n - 1 do
       errors[#errors + 1] = body
     elseif kind == 'R' then
       r.st = 'Scheduled'
+      r.du = ms(STAMP + tonumber(delay) * 1000)
       r.rt = r.rt + 1
       errors[#errors + 1] = id
       errors[#errors + 1] = body
@@ -59,7 +76,7 @@ for i = 0, n - 1 do
       released[#released + 1] = id
     end
     if TERMINAL[r.st] then
-      r.co = ms(now)
+      r.co = ms(STAMP)
       ended[#ended + 1] = id
       expiry[#expiry + 1] = now + retention_ms
       expiry[#expiry + 1] = id
@@ -78,6 +95,26 @@ if #order > 0 then
   end
   call_many('HSET', REC, writes)
   call_many('ZREM', LEASES, unleased)
+  local with_lines = {}
+  for _, id in ipairs(order) do
+    if lines[id] then with_lines[#with_lines + 1] = id end
+  end
+  if #with_lines > 0 then
+    local histories = hmget(HIST, with_lines)
+    local hist_writes = {}
+    for i, id in ipairs(with_lines) do
+      local history = histories[i] or ''
+      for _, entry in ipairs(lines[id]) do
+        -- A first run that completed leaves no line unless there is history already.
+        if not (entry[2] and history == '') then history = with_line(history, entry[1]) end
+      end
+      if history ~= '' and history ~= histories[i] then
+        hist_writes[#hist_writes + 1] = id
+        hist_writes[#hist_writes + 1] = history
+      end
+    end
+    if #hist_writes > 0 then call_many('HSET', HIST, hist_writes) end
+  end
 end
 if #results > 0 then call_many('HSET', OUT, results) end
 if #clear_errors > 0 then call_many('HDEL', ERR, clear_errors) end
@@ -97,8 +134,9 @@ if #ended > 0 then
         -- The new state rides along, so the long-poll answers without reading the job.
         local result = redis.call('HGET', OUT, id) or ''
         local err = redis.call('HGET', ERR, id) or ''
+        local history = redis.call('HGET', HIST, id) or ''
         redis.call('PUBLISH', done_channel,
-                   table.concat({id, enc(state[id]), err, result}, '\0'))
+                   table.concat({id, enc(state[id]), err, result, history}, '\0'))
       end
     end
   end

@@ -1,6 +1,7 @@
 -- Sweep: reclaim expired leases, promote due retries, purge terminal jobs past retention.
 -- Bounded by `limit` per kind; idempotent; safe on every instance at once.
--- ARGV: limit, retention_ms, done_channel, error JSON for a reclaim, for a final failure.
+-- ARGV: limit, retention_ms, done_channel, error JSON for a reclaim, for a final failure,
+-- the message for the attempt's history line (JSON-escaped).
 -- Reply: {reclaimed, expired_failed, promoted, purged, ms until the next lease deadline or
 -- retry due time (-1: none)}.
 local now = now_ms()
@@ -12,8 +13,15 @@ for _, id in ipairs(expired) do
   redis.call('ZREM', LEASES, id)
   local r = get_record(id)
   if r and r.st == 'InProgress' then
+    local line
+    if r.cn == '1' then
+      line = attempt_line(r, 'Canceled', '')
+    else
+      line = attempt_line(r, 'LeaseExpired', '"c":"LeaseExpired","m":"' .. ARGV[6] .. '"')
+    end
+    redis.call('HSET', HIST, id, with_line(redis.call('HGET', HIST, id), line))
     r.ow = ''
-    r.up = ms(now)
+    r.up = ms(STAMP)
     if r.cn == '1' then
       r.st = 'Canceled'
       terminal(id, r, now, retention_ms, done_channel)
@@ -49,6 +57,7 @@ for _, id in ipairs(old) do
   redis.call('HDEL', DATA, id)
   redis.call('HDEL', OUT, id)
   redis.call('HDEL', ERR, id)
+  redis.call('HDEL', HIST, id)
   redis.call('ZREM', EXPIRY, id)
   purged = purged + 1
 end

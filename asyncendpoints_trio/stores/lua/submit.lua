@@ -1,22 +1,25 @@
--- Store new jobs as Queued, in order. ARGV: max_queued (-1: no limit), n, then per job:
--- id, max_retries, data, idempotency key ('' for none), fingerprint.
+-- Store new jobs, in order: Queued, or Scheduled when they start after a delay.
+-- ARGV: max_queued (-1: no limit), n, then per job: id, max_retries, data, idempotency key
+-- ('' for none), fingerprint, priority, delay_ms (0: now).
 -- Reply per job, by kind:
---   {'new', created_ms}                       stored now
---   {'same', id, record, data, result, error} that job exists already: the same key and
---                                             request, or (no key) the same id and data
---                                             sent again after a reply was lost
---   {'conflict', id}                          the key was used for another request, or the
---                                             id belongs to another job
---   {'full'}                                  the queue holds max_queued jobs
+--   {'new', created_us}                              stored now
+--   {'same', id, record, data, result, error, history} that job exists already: the same
+--                                                    key and request, or (no key) the same
+--                                                    id and data sent again after a reply
+--                                                    was lost
+--   {'conflict', id}                                 the key was used for another request,
+--                                                    or the id belongs to another job
+--   {'full'}                                         the queue holds max_queued jobs
 -- Reads and writes go in one variadic call each for the whole batch.
 local now = now_ms()
 local max_queued = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
+local F = 7  -- fields per job
 local queued = redis.call('ZCARD', READY)
 local ids, keys = {}, {}
 for i = 0, n - 1 do
-  ids[#ids + 1] = ARGV[3 + i * 5]
-  local idem = ARGV[3 + i * 5 + 3]
+  ids[#ids + 1] = ARGV[3 + i * F]
+  local idem = ARGV[3 + i * F + 3]
   if idem ~= '' then keys[#keys + 1] = idem end
 end
 local existing = hmget(REC, ids)
@@ -28,18 +31,19 @@ if #keys > 0 then
   end
 end
 local taken = {}  -- ids stored by this very batch: id -> {record, data}
-local records, datas, order, idems = {}, {}, {}, {}
+local records, datas, order, priorities, idems, later = {}, {}, {}, {}, {}, {}
 local replies = {}
 
 local function same(id)
-  if taken[id] then return {'same', id, taken[id][1], taken[id][2], false, false} end
+  if taken[id] then return {'same', id, taken[id][1], taken[id][2], false, false, false} end
   local s = snapshot(id)
-  return {'same', id, s[1], s[2], s[3], s[4]}
+  return {'same', id, s[1], s[2], s[3], s[4], s[5]}
 end
 
 for i = 0, n - 1 do
-  local b = 3 + i * 5
+  local b = 3 + i * F
   local id, mx, data, idem, fp = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
+  local priority, delay = tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6])
   local seen = idem ~= '' and seen_keys[idem]
   local other = nil
   if seen then
@@ -64,28 +68,42 @@ for i = 0, n - 1 do
   elseif max_queued >= 0 and queued >= max_queued then
     replies[#replies + 1] = {'full'}
   else
-    local r = {st = 'Queued', tok = 0, rt = 0, mx = tonumber(mx), cn = '0', cr = ms(now),
-               sa = '', co = '', up = ms(now), ow = '', idem = idem}
+    local r = {st = 'Queued', tok = 0, rt = 0, mx = tonumber(mx), cn = '0', cr = ms(STAMP),
+               sa = '', co = '', up = ms(STAMP), ow = '', pr = priority, du = '',
+               idem = idem}
+    if delay > 0 then
+      r.st = 'Scheduled'
+      r.du = ms(STAMP + delay * 1000)
+      later[#later + 1] = now + delay
+      later[#later + 1] = id
+    else
+      order[#order + 1] = id
+      priorities[#priorities + 1] = priority
+      queued = queued + 1
+    end
     local record = enc(r)
     records[#records + 1] = id
     records[#records + 1] = record
     datas[#datas + 1] = id
     datas[#datas + 1] = data
-    order[#order + 1] = id
     if idem ~= '' then
       idems[#idems + 1] = idem
       idems[#idems + 1] = id .. '|' .. fp
       seen_keys[idem] = id .. '|' .. fp
     end
     taken[id] = {record, data}
-    queued = queued + 1
-    replies[#replies + 1] = {'new', ms(now)}
+    replies[#replies + 1] = {'new', ms(STAMP)}
   end
 end
-if #order > 0 then
+if #records > 0 then
   call_many('HSET', REC, records)
   call_many('HSET', DATA, datas)
   if #idems > 0 then call_many('HSET', IDEM, idems) end
-  enqueue_back(order)
+  enqueue_back(order, priorities)
+  if #later > 0 then
+    call_many('ZADD', SCHEDULED, later)
+    -- An idle instance learns the new due time from the claim this wakes it for.
+    wake()
+  end
 end
 return replies
