@@ -3,6 +3,7 @@
 Everything public is named here; the modules behind it are private.
 """
 
+from ._config import SENSITIVE_HEADER_PATTERNS as SENSITIVE_HEADER_PATTERNS
 from ._config import SENSITIVE_HEADERS as SENSITIVE_HEADERS
 from ._config import EndpointsConfig as EndpointsConfig
 from ._context import AsyncContext as AsyncContext
@@ -22,14 +23,18 @@ from ._errors import RedisTimeoutError as RedisTimeoutError
 from ._errors import StoreError as StoreError
 from ._errors import StoreUnavailable as StoreUnavailable
 from ._handlers import HandlerRegistry as HandlerRegistry
+from ._job import MAX_PRIORITY as MAX_PRIORITY
+from ._job import MIN_PRIORITY as MIN_PRIORITY
 from ._job import TERMINAL as TERMINAL
 from ._job import TRANSITIONS as TRANSITIONS
+from ._job import Attempt as Attempt
 from ._job import HttpContext as HttpContext
 from ._job import Job as Job
 from ._job import JobStatus as JobStatus
 from ._job_json import job_to_json as job_to_json
 from ._result import MethodResult as MethodResult
 from ._retry import RetryPolicy as RetryPolicy
+from .http._access import Access as Access
 from .http._endpoints import AsyncEndpoints as AsyncEndpoints
 from .http._problems import Problem as Problem
 from .http._submit import SubmitContext as SubmitContext

@@ -16,6 +16,11 @@ from ._retry import RetryPolicy
 SENSITIVE_HEADERS: frozenset[str] = frozenset(
     {"authorization", "cookie", "proxy-authorization", "x-api-key", "set-cookie"}
 )
+# Header names that look like credentials are not stored either (fnmatch patterns, matched
+# against lower-cased names): ``X-Auth-Token`` was kept in plain text before these.
+SENSITIVE_HEADER_PATTERNS: tuple[str, ...] = (
+    "*token*", "*secret*", "*auth*", "*key*", "*session*", "*password*", "*cookie*",
+)
 
 
 def _default_instance_id() -> str:
@@ -60,7 +65,14 @@ class EndpointsConfig:
     max_wait: float = 30.0  # cap for ?wait= long-polls, seconds
     retry_after: int = 1  # seconds, sent in Retry-After with 202 and 503 answers
     sensitive_headers: frozenset[str] = SENSITIVE_HEADERS  # never stored with a job
+    sensitive_header_patterns: tuple[str, ...] = SENSITIVE_HEADER_PATTERNS  # nor these
     persist_sensitive_headers: frozenset[str] = frozenset()  # names to keep all the same
+    # An allow-list instead: store only these headers (None: every header but the above).
+    captured_headers: frozenset[str] | None = None
+    # Job JSON over HTTP shows exceptions' type and message; stack traces (server paths,
+    # code) only with this on. The store and the logs keep them either way.
+    expose_stack_traces: bool = False
+    strict_validation: bool = False  # pydantic strict mode for request bodies ("5" is no int)
 
     def __post_init__(self) -> None:
         for name, low, low_ok, optional in _NUMBERS:
@@ -80,9 +92,18 @@ class EndpointsConfig:
             raise ConfigurationError("instance_id must be non-empty and without '|'")
         if not isinstance(self.default_retry, RetryPolicy):
             raise ConfigurationError("default_retry must be a RetryPolicy")
-        for name in ("sensitive_headers", "persist_sensitive_headers"):
-            lowered = frozenset(h.lower() for h in getattr(self, name))
-            object.__setattr__(self, name, lowered)
+        for name in ("sensitive_headers", "persist_sensitive_headers", "captured_headers"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, str):
+                raise ConfigurationError(f"{name} must be a set of header names, not a str")
+            object.__setattr__(self, name, frozenset(h.lower() for h in value))
+        patterns = self.sensitive_header_patterns
+        if isinstance(patterns, str) or not all(isinstance(p, str) for p in patterns):
+            raise ConfigurationError("sensitive_header_patterns must be a tuple of patterns")
+        object.__setattr__(self, "sensitive_header_patterns",
+                           tuple(p.lower() for p in patterns))
 
 
 # (option, lowest value, lowest allowed itself, None allowed). Integers are the options

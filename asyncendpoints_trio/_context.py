@@ -63,6 +63,11 @@ class AsyncContext(Generic[T]):
         return self.http.route_params
 
     @property
+    def client_address(self) -> str | None:
+        """The submitting client's address, as the server saw it (not a header)."""
+        return self.http.client
+
+    @property
     def query_params(self) -> Mapping[str, tuple[str, ...]]:
         """Every value of each query key, in order: ``?tag=a&tag=b`` gives ``("a", "b")``."""
         return self.http.query_params

@@ -28,6 +28,7 @@ class HandlerSpec:
     result_adapter: TypeAdapter[Any]
     retry: RetryPolicy | None  # None: the runtime's default policy
     timeout: float | None  # None: the runtime's default timeout
+    strict: bool | None = None  # strict validation of requests; None: the config's choice
 
 
 def _callable_of(handler: Any) -> HandlerFunc:
@@ -77,11 +78,16 @@ def make_spec(
     timeout: float | None = None,
     request_type: Any = None,
     result_type: Any = None,
+    strict: bool | None = None,
 ) -> HandlerSpec:
     if not name:
         raise ConfigurationError("a handler needs a non-empty job name")
-    if timeout is not None and timeout <= 0:
-        raise ConfigurationError(f"handler {name!r}: timeout must be > 0")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not 0 < timeout < float("inf")):
+        raise ConfigurationError(f"handler {name!r}: timeout must be a finite number of "
+                                 f"seconds > 0, not {timeout!r}")
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise ConfigurationError(f"handler {name!r}: retry must be a RetryPolicy")
     func = _callable_of(handler)
     both_given = request_type is not None and result_type is not None
     found_request, found_result = (Any, Any) if both_given else _types_of(name, func)
@@ -92,7 +98,8 @@ def make_spec(
         result_adapter: TypeAdapter[Any] = TypeAdapter(res)
     except Exception as exc:  # pydantic cannot build a schema for the type
         raise ConfigurationError(f"handler {name!r}: unsupported type ({exc})") from exc
-    return HandlerSpec(name, func, req, res, request_adapter, result_adapter, retry, timeout)
+    return HandlerSpec(name, func, req, res, request_adapter, result_adapter, retry, timeout,
+                       strict)
 
 
 class HandlerRegistry:

@@ -38,7 +38,11 @@ async def test_openapi_document_holds_under_fuzzing(store_args: list[str],
                                                     tmp_path: Path) -> None:
     args = ["serve", "tests.apps.fuzz_app:app", "--bind", "127.0.0.1:0", *store_args]
     async with cli_process(args) as service:
-        command = [str(ST), "run", f"{service.url}/openapi.json", "--checks", "all",
+        command = [str(ST), "--config-file", str(ROOT / "tests" / "schemathesis.toml"), "run",
+                   f"{service.url}/openapi.json", "--checks", "all",
+                   # DELETE cancels a job, which stays readable (Canceled) until its
+                   # retention ends: that is the API, not a "use after free".
+                   "--exclude-checks", "use_after_free",
                    "--max-examples", "40", "--workers", "1", "--seed", "20261202",
                    "--no-color"]
         env = {**os.environ, "SCHEMATHESIS_HOOKS": "", "HOME": str(tmp_path)}

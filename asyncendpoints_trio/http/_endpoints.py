@@ -15,16 +15,17 @@ from werkzeug.exceptions import HTTPException
 from .._config import EndpointsConfig
 from .._errors import ConfigurationError, NotAccepting
 from .._handlers import HandlerRegistry, make_spec
-from .._job import Job
+from .._job import MAX_PRIORITY, MIN_PRIORITY, Job
 from .._retry import RetryPolicy
 from ..runtime import OUTCOME_FLUSH, Runtime
 from ..stores._memory import MemoryStore
 from ..stores._protocol import JobStore, NewJob, Submitted
+from ._access import AuthorizeHook, OwnerOf
 from ._connection_fix import install_connection_fix
 from ._jobs import make_job_view
 from ._openapi import RouteInfo, build_openapi
 from ._problems import problem
-from ._submit import PreQueueHook, make_submit_view
+from ._submit import PreQueueHook, RouteOptions, make_submit_view
 
 F = TypeVar("F")
 
@@ -49,14 +50,19 @@ class AsyncEndpoints:
         config: EndpointsConfig | None = None,
         openapi_path: str | None = "/openapi.json",
         title: str = "asyncendpoints-trio API",
+        owner_of: OwnerOf | None = None,
     ) -> None:
+        """``owner_of(access) -> str | None``: the owner claim of a request (see
+        ``http/_access.py``); with it, a job is only ever shown to its owner."""
         self.config = config or EndpointsConfig()
+        self.owner_of = owner_of
         self._store = store
         self._owns_store = store is None
         self.handlers = HandlerRegistry()
         self.runtime: Runtime | None = None
         self.job_endpoint: str | None = None
         self._job_rule: str | None = None
+        self._job_authorized = False
         self._routes: list[RouteInfo] = []
         self._openapi_path = openapi_path
         self._title = title
@@ -107,12 +113,16 @@ class AsyncEndpoints:
         timeout: float | None = None,
         request_type: Any = None,
         result_type: Any = None,
+        strict: bool | None = None,
     ) -> Callable[[F], F]:
-        """Register the decorated coroutine (or class with ``async def handle``) for ``name``."""
+        """Register the decorated coroutine (or class with ``async def handle``) for ``name``.
+
+        ``strict``: validate request bodies in pydantic's strict mode (``"5"`` is not an
+        int); ``None`` follows ``config.strict_validation`` (lax by default)."""
 
         def register(handler: F) -> F:
             self.register(name, handler, retry=retry, timeout=timeout,
-                          request_type=request_type, result_type=result_type)
+                          request_type=request_type, result_type=result_type, strict=strict)
             return handler
 
         return register
@@ -121,28 +131,53 @@ class AsyncEndpoints:
         self.handlers.add(make_spec(name, handler, **options))
         self._openapi = None
 
-    def map_async_post(self, name: str, rule: str, *, hook: PreQueueHook | None = None) -> None:
-        self._map("POST", name, rule, hook)
+    def map_async_post(self, name: str, rule: str, **options: Any) -> None:
+        """``POST rule`` queues a ``name`` job; see ``map_async`` for the options."""
+        self.map_async("POST", name, rule, **options)
 
-    def map_async_put(self, name: str, rule: str, *, hook: PreQueueHook | None = None) -> None:
-        self._map("PUT", name, rule, hook)
+    def map_async_put(self, name: str, rule: str, **options: Any) -> None:
+        self.map_async("PUT", name, rule, **options)
 
-    def map_async_patch(self, name: str, rule: str, *, hook: PreQueueHook | None = None) -> None:
-        self._map("PATCH", name, rule, hook)
+    def map_async_patch(self, name: str, rule: str, **options: Any) -> None:
+        self.map_async("PATCH", name, rule, **options)
 
-    def map_async_delete(self, name: str, rule: str, *, hook: PreQueueHook | None = None) -> None:
-        self._map("DELETE", name, rule, hook)
+    def map_async_delete(self, name: str, rule: str, **options: Any) -> None:
+        self.map_async("DELETE", name, rule, **options)
 
-    def _map(self, method: str, name: str, rule: str, hook: PreQueueHook | None) -> None:
+    def map_async(
+        self, method: str, name: str, rule: str, *, hook: PreQueueHook | None = None,
+        authorize: AuthorizeHook | None = None, priority: int = MIN_PRIORITY,
+        client_priority: bool = True,
+    ) -> None:
+        """Map ``method rule`` to queue ``name`` jobs.
+
+        ``authorize(access)`` runs first, before the body is read: ``True`` admits, ``False``
+        answers 403, a response or ``Problem`` is sent instead. ``hook(submit_context)``
+        runs after validation and may answer instead (``None``: queue the job).
+        ``priority`` is the route's (``MIN_PRIORITY``..``MAX_PRIORITY``, higher first);
+        with ``client_priority`` an ``X-Priority`` header may choose another.
+        """
         app = self._require_app()
         spec = self.handlers.require(name)  # unknown job names fail here, at setup
+        if isinstance(priority, bool) or not isinstance(priority, int) or \
+                not MIN_PRIORITY <= priority <= MAX_PRIORITY:
+            raise ConfigurationError(f"priority must be an integer from {MIN_PRIORITY} to "
+                                     f"{MAX_PRIORITY}, not {priority!r}")
         endpoint = f"{_PREFIX}.{name}.{method.lower()}.{len(self._routes)}"
-        app.add_url_rule(rule, endpoint, make_submit_view(self, name, hook), methods=[method])
-        self._routes.append(RouteInfo(method, rule, spec, hook is not None))
+        options = RouteOptions(hook, authorize, priority, client_priority)
+        app.add_url_rule(rule, endpoint, make_submit_view(self, name, endpoint, options),
+                         methods=[method.upper()])
+        self._routes.append(RouteInfo(method.upper(), rule, spec, hook is not None,
+                                      authorize is not None, client_priority))
         self._openapi = None
 
-    def map_job_details(self, rule: str = "/jobs/<uuid:job_id>") -> None:
-        """``GET`` reads a job (``?wait=SECONDS`` long-polls), ``DELETE`` cancels it."""
+    def map_job_details(self, rule: str = "/jobs/<uuid:job_id>", *,
+                        authorize: AuthorizeHook | None = None) -> None:
+        """``GET`` reads a job (``?wait=SECONDS`` long-polls), ``DELETE`` cancels it.
+
+        ``authorize(access)`` sees the request and the job: ``True`` admits, ``False``
+        answers 404 (a stranger cannot tell the job from none), a response is sent instead.
+        """
         app = self._require_app()
         variables = re.findall(r"<(?:[^:<>]+:)?([^<>]+)>", rule)
         if variables != ["job_id"]:
@@ -153,7 +188,8 @@ class AsyncEndpoints:
             )
         if self.job_endpoint is not None:
             raise ConfigurationError("map_job_details was called already")
-        view = make_job_view(self)
+        view = make_job_view(self, authorize)
+        self._job_authorized = authorize is not None
         self.job_endpoint = f"{_PREFIX}.job"
         app.add_url_rule(rule, self.job_endpoint, view, methods=["GET", "DELETE"])
         if _UUID_CONVERTER.search(rule):
@@ -231,7 +267,9 @@ class AsyncEndpoints:
 
     async def _openapi_view(self) -> Response:
         if self._openapi is None:
-            self._openapi = orjson.dumps(build_openapi(self._title, self._routes, self._job_rule))
+            self._openapi = orjson.dumps(build_openapi(
+                self._title, self._routes, self._job_rule,
+                guarded=self._job_authorized or self.owner_of is not None))
         return Response(self._openapi, content_type="application/json")
 
     async def _http_error(self, exc: HTTPException) -> Any:

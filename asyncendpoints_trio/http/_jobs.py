@@ -1,4 +1,9 @@
-"""The job details route: ``GET`` (``?wait=`` long-polls), ``DELETE`` cancels."""
+"""The job details route: ``GET`` (``?wait=`` long-polls), ``DELETE`` cancels.
+
+A job is shown only to whom may see it: with ``owner_of``, to requests with the job's owner
+claim; with an ``authorize`` hook, to requests it admits. Everyone else gets the ``404`` a
+job id that does not exist gets, so ids cannot be probed.
+"""
 
 from __future__ import annotations
 
@@ -10,20 +15,23 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from quart import Response, request
 
+from .._context import Headers
 from .._errors import StoreError
 from .._job import Job, JobStatus
 from .._job_json import job_to_obj
-from ._problems import problem
-from ._submit import unavailable
+from ._access import Access, Action, AuthorizeHook, admit, not_found, owner_claim
+from ._problems import Problem, problem
+from ._submit import answer_of, store_down
 
 if TYPE_CHECKING:
     from ._endpoints import AsyncEndpoints
 
 
-def _job_response(job: Job, status: int, retry_after: int) -> Response:
-    headers = {} if job.is_terminal else {"Retry-After": str(retry_after)}
-    return Response(orjson.dumps(job_to_obj(job)), status=status, headers=headers,
-                    content_type="application/json")
+def _job_response(endpoints: AsyncEndpoints, job: Job, status: int) -> Response:
+    config = endpoints.config
+    headers = {} if job.is_terminal else {"Retry-After": str(config.retry_after)}
+    body = orjson.dumps(job_to_obj(job, stack_traces=config.expose_stack_traces))
+    return Response(body, status=status, headers=headers, content_type="application/json")
 
 
 def _wait_seconds(raw: str | None, cap: float) -> float:
@@ -38,52 +46,77 @@ def _wait_seconds(raw: str | None, cap: float) -> float:
     return min(seconds, cap)
 
 
-def make_job_view(endpoints: AsyncEndpoints) -> Callable[..., Awaitable[Response]]:
-    async def job_view(job_id: Any) -> Response:
+def make_job_view(endpoints: AsyncEndpoints,
+                  authorize: AuthorizeHook | None) -> Callable[..., Awaitable[Any]]:
+    async def job_view(job_id: Any) -> Any:
         config = endpoints.config
         try:
             # The uuid converter hands us a UUID; the fallback rule hands us any string.
             key = str(uuid.UUID(str(job_id)))
         except ValueError:
             return problem(404, f"{str(job_id)[:64]!r} is not a job id", code="JobNotFound")
+        action: Action = "cancel" if request.method == "DELETE" else "read"
+        access = Access(action, Headers(tuple((k.lower(), v) for k, v in
+                                              request.headers.items())),
+                        {k: str(v) for k, v in (request.view_args or {}).items()},
+                        {k: tuple(v) for k, v in request.args.lists()}, request.remote_addr)
+        guarded = endpoints.owner_of is not None or authorize is not None
         try:
-            if request.method == "DELETE":
-                return await _cancel(endpoints, key)
-            try:
-                given = request.args.getlist("wait")
-                if len(given) > 1:
-                    raise ValueError("give wait once")
-                wait = _wait_seconds(given[0] if given else None, config.max_wait)
-            except ValueError as exc:
-                return problem(400, str(exc), code="BadWait")
-            if wait > 0:
-                job = await endpoints.store.wait_for_terminal(key, wait)
-            else:
+            wait = 0.0
+            if action == "read":
+                try:
+                    given = request.args.getlist("wait")
+                    if len(given) > 1:
+                        raise ValueError("give wait once")
+                    wait = _wait_seconds(given[0] if given else None, config.max_wait)
+                except ValueError as exc:
+                    return problem(400, str(exc), code="BadWait")
+            job: Job | None = None
+            if guarded or action == "cancel" or wait == 0:
                 job = await endpoints.store.get(key)
+                if guarded:
+                    owner = await owner_claim(endpoints.owner_of, access)
+                    refused = await _refusal(endpoints, authorize, access, owner, key, job)
+                    if refused is not None:
+                        return await answer_of(refused)
+                if job is None:
+                    return not_found(key).to_response()
+                if action == "cancel":
+                    return await _cancel(endpoints, job)
+            if wait > 0 and (job is None or not job.is_terminal):
+                # Unguarded, the long-poll's own read is the only one (a round trip saved).
+                job = await endpoints.store.wait_for_terminal(key, wait)
+        except Problem as exc:
+            return exc.to_response()
         except StoreError as exc:
-            return unavailable(f"the job store is unavailable: {exc}", config.retry_after,
-                               "StoreUnavailable")
+            return store_down(config.retry_after, exc)
         if job is None:
-            return problem(404, f"no job {key}", code="JobNotFound")
-        return _job_response(job, 200, config.retry_after)
+            return not_found(key).to_response()
+        return _job_response(endpoints, job, 200)
 
     return job_view
 
 
-async def _cancel(endpoints: AsyncEndpoints, key: str) -> Response:
-    before = await endpoints.store.get(key)
-    if before is None:
-        return problem(404, f"no job {key}", code="JobNotFound")
+async def _refusal(endpoints: AsyncEndpoints, authorize: AuthorizeHook | None,
+                   access: Access, owner: str | None, key: str, job: Job | None) -> Any:
+    if job is None or (endpoints.owner_of is not None and job.principal != owner):
+        return not_found(key)
+    return await admit(authorize, Access(access.action, access.headers, access.route_params,
+                                         access.query_params, access.client, job, owner))
+
+
+async def _cancel(endpoints: AsyncEndpoints, before: Job) -> Response:
+    key = before.id
     if before.is_terminal:
         return problem(409, f"job {key} is {before.status.value} already; it cannot be canceled",
                        code="JobFinished", jobStatus=before.status.value)
     job = await endpoints.cancel(key)
     if job is None:
-        return problem(404, f"no job {key}", code="JobNotFound")
+        return not_found(key).to_response()
     if job.status is JobStatus.CANCELED:
-        return _job_response(job, 200, endpoints.config.retry_after)
+        return _job_response(endpoints, job, 200)
     if job.is_terminal:
         return problem(409, f"job {key} finished ({job.status.value}) before it could be "
                        "canceled", code="JobFinished", jobStatus=job.status.value)
     # Running: the cancellation was requested and reaches the handler shortly.
-    return _job_response(job, 202, endpoints.config.retry_after)
+    return _job_response(endpoints, job, 202)

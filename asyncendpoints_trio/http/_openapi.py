@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._handlers import HandlerSpec
+from ._request import NOT_BEFORE_PATTERN
 
 _CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
@@ -26,10 +27,71 @@ _JOB_SCHEMA: dict[str, Any] = {
         "completedAt": {"type": ["string", "null"], "format": "date-time"},
         "lastUpdatedAt": {"type": "string", "format": "date-time"},
         "result": {},
-        "error": {"type": ["object", "null"]},
+        "error": {"anyOf": [{"$ref": "#/components/schemas/JobError"}, {"type": "null"}]},
         "cancelRequested": {"type": "boolean"},
+        "priority": {"type": "integer", "minimum": 0, "maximum": 9},
+        "nextAttemptAt": {"type": ["string", "null"], "format": "date-time",
+                          "description": "while Scheduled: when the next attempt may start"},
+        "attempts": {"type": "array", "description": "the latest ten runs, oldest first",
+                     "items": {"$ref": "#/components/schemas/Attempt"}},
     },
 }
+
+_EXCEPTION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "an exception and, in innerException, its cause (the whole chain)",
+    "properties": {
+        "type": {"type": "string", "description": "its type, by the name users import it by"},
+        "message": {"type": "string"},
+        "stackTrace": {"type": ["string", "null"],
+                       "description": "null unless the app sets expose_stack_traces"},
+        "innerException": {"anyOf": [{"$ref": "#/components/schemas/JobException"},
+                                     {"type": "null"}]},
+    },
+}
+
+_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["code", "message"],
+    "properties": {
+        "code": {"type": "string", "description": "HandlerError, Timeout, InvalidPayload, "
+                 "ResultSerializationError, ResultTooLarge, OutcomeUnwritable, HandlerCrashed, "
+                 "UnknownHandler, LeaseExpired"},
+        "message": {"type": "string"},
+        "exception": {"anyOf": [{"$ref": "#/components/schemas/JobException"},
+                                {"type": "null"}]},
+    },
+}
+
+_ATTEMPT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "attempt": {"type": "integer"},
+        "startedAt": {"type": ["string", "null"], "format": "date-time"},
+        "endedAt": {"type": "string", "format": "date-time"},
+        "outcome": {"enum": ["Completed", "Failed", "Retrying", "Canceled", "Released",
+                             "LeaseExpired"]},
+        "error": {"type": ["object", "null"], "properties": {
+            "code": {"type": ["string", "null"]}, "message": {"type": ["string", "null"]}}},
+    },
+}
+
+_SUBMIT_HEADERS: list[dict[str, Any]] = [
+    {"name": "Idempotency-Key", "in": "header", "required": False,
+     "description": "the same key with the same request returns the same job",
+     "schema": {"type": "string", "maxLength": 255}},
+    {"name": "X-Async-Request-Id", "in": "header", "required": False,
+     "description": "a GUID: the job's id, and its idempotency key",
+     "schema": {"type": "string", "maxLength": 255}},
+    {"name": "X-Not-Before", "in": "header", "required": False,
+     "description": "start no earlier than this: delay-seconds or an HTTP-date",
+     "schema": {"type": "string", "pattern": NOT_BEFORE_PATTERN}},
+]
+
+_PRIORITY_HEADER: dict[str, Any] = {
+    "name": "X-Priority", "in": "header", "required": False,
+    "description": "0 (the lowest) to 9; higher is claimed first",
+    "schema": {"type": "integer", "minimum": 0, "maximum": 9}}
 
 _PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -47,6 +109,8 @@ class RouteInfo:
     rule: str
     spec: HandlerSpec
     has_hook: bool = False
+    has_authorize: bool = False
+    client_priority: bool = True
 
 
 def _body_required(spec: HandlerSpec) -> bool:
@@ -70,8 +134,19 @@ def _path(rule: str) -> tuple[str, list[dict[str, Any]]]:
     return _CONVERTER.sub(lambda m: "{" + m.group(1) + "}", rule), params
 
 
-def build_openapi(title: str, routes: list[RouteInfo], job_rule: str | None) -> dict[str, Any]:
-    schemas: dict[str, Any] = {"Job": _JOB_SCHEMA, "Problem": _PROBLEM_SCHEMA}
+def _job_of(name: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The job JSON of one route: ``result`` has the handler's result type."""
+    return {"allOf": [{"$ref": "#/components/schemas/Job"}, {"type": "object", "properties": {
+        "name": {"const": name},
+        "result": {"anyOf": [result, {"type": "null"}],
+                   "description": "the handler's result, once Completed"}}}]}
+
+
+def build_openapi(title: str, routes: list[RouteInfo], job_rule: str | None, *,
+                  guarded: bool = False) -> dict[str, Any]:
+    schemas: dict[str, Any] = {"Job": _JOB_SCHEMA, "Problem": _PROBLEM_SCHEMA,
+                               "JobError": _ERROR_SCHEMA, "JobException": _EXCEPTION_SCHEMA,
+                               "Attempt": _ATTEMPT_SCHEMA}
     paths: dict[str, Any] = {}
 
     def schema_of(spec: HandlerSpec, which: str) -> dict[str, Any]:
@@ -84,13 +159,14 @@ def build_openapi(title: str, routes: list[RouteInfo], job_rule: str | None) -> 
     for route in routes:
         path, params = _path(route.rule)
         result = schema_of(route.spec, "result")
+        job_name = f"Job_{route.spec.name}"
+        schemas.setdefault(job_name, _job_of(route.spec.name, result))
         responses: dict[str, Any] = {
-            "202": {"description": f"Queued. The job's result, once Completed: "
-                    f"{result.get('title', route.spec.name)}",
+            "202": {"description": "Queued (Scheduled with X-Not-Before)",
                     "headers": {"Location": {"schema": {"type": "string"}},
                                 "Retry-After": {"schema": {"type": "integer"}}},
                     "content": {"application/json": {"schema": {
-                        "$ref": "#/components/schemas/Job"}}}},
+                        "$ref": f"#/components/schemas/{job_name}"}}}},
             "400": _problem("Malformed JSON, or a malformed header"),
             "409": _problem("Idempotency key reused with another request"),
             "413": _problem("Body too large"),
@@ -98,14 +174,15 @@ def build_openapi(title: str, routes: list[RouteInfo], job_rule: str | None) -> 
             "422": _problem("The body fails validation; `errors` lists the fields"),
             "503": _problem("Queue full or store unavailable; see Retry-After"),
         }
-        if route.has_hook:
-            # A pre-queue hook may answer instead; these are the answers hooks are for.
+        if route.has_hook or route.has_authorize:
+            # A hook may answer instead; these are the answers hooks are for.
             responses["401"] = _problem("Refused by the route's hook: not authenticated")
             responses["403"] = _problem("Refused by the route's hook: not allowed")
+        headers = [*_SUBMIT_HEADERS, *([_PRIORITY_HEADER] if route.client_priority else [])]
         paths.setdefault(path, {})[route.method.lower()] = {
             "operationId": f"{route.method.lower()}_{route.spec.name}",
             "summary": f"Queue a {route.spec.name} job",
-            "parameters": params,
+            "parameters": [*params, *headers],
             "requestBody": {"required": _body_required(route.spec), "content": {
                 "application/json": {"schema": schema_of(route.spec, "request")}}},
             "responses": responses,
@@ -114,6 +191,11 @@ def build_openapi(title: str, routes: list[RouteInfo], job_rule: str | None) -> 
         path, params = _path(job_rule)
         job_ok = {"content": {"application/json": {"schema": {
             "$ref": "#/components/schemas/Job"}}}}
+        hidden = "No such job" + (", or not one this request may see" if guarded else "")
+        refusals: dict[str, Any] = {}
+        if guarded:
+            refusals = {"401": _problem("Refused by the authorize hook: not authenticated"),
+                        "403": _problem("Refused by the authorize hook: not allowed")}
         paths[path] = {
             "get": {"operationId": "get_job", "summary": "Read a job",
                     "parameters": [*params, {"name": "wait", "in": "query", "required": False,
@@ -122,13 +204,13 @@ def build_openapi(title: str, routes: list[RouteInfo], job_rule: str | None) -> 
                                              "schema": {"type": "number", "minimum": 0}}],
                     "responses": {"200": {"description": "The job", **job_ok},
                                   "400": _problem("Bad wait value"),
-                                  "404": _problem("No such job"),
+                                  "404": _problem(hidden), **refusals,
                                   "503": _problem("Store unavailable")}},
             "delete": {"operationId": "cancel_job", "summary": "Cancel a job",
                        "parameters": params,
                        "responses": {"200": {"description": "Canceled", **job_ok},
                                      "202": {"description": "Cancellation requested", **job_ok},
-                                     "404": _problem("No such job"),
+                                     "404": _problem(hidden), **refusals,
                                      "409": _problem("The job has finished already"),
                                      "503": _problem("Store unavailable")}},
         }

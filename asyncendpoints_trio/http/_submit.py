@@ -1,8 +1,8 @@
-"""The submit route: validate, store (group commit), answer ``202 Accepted``."""
+"""The submit route: authorize, validate, store (group commit), answer ``202 Accepted``."""
 
 from __future__ import annotations
 
-import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -11,22 +11,20 @@ import orjson
 from quart import Response, make_response, request
 
 from .._context import Headers
-from .._errors import (
-    IdempotencyConflict,
-    NotAccepting,
-    QueueFull,
-    StoreError,
-)
+from .._errors import IdempotencyConflict, NotAccepting, QueueFull, StoreError
 from .._job import HttpContext
 from .._job_json import job_to_obj
 from ..stores._protocol import NewJob
+from ._access import Access, AuthorizeHook, admit, call_hook, owner_claim
 from ._problems import Problem, problem
-from ._request import fingerprint, read_body, read_meta, validate
+from ._request import fingerprint, job_id_for, read_body, read_meta, scoped_key, validate
 
 if TYPE_CHECKING:
     from ._endpoints import AsyncEndpoints
 
 T = TypeVar("T")
+
+log = logging.getLogger("asyncendpoints_trio.http")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +38,7 @@ class SubmitContext(Generic[T]):
     job_name: str
     request: T
     http: HttpContext
+    owner: str | None = None  # the request's owner claim, when the app defines owners
 
     @property
     def headers(self) -> Headers:
@@ -58,12 +57,34 @@ class SubmitContext(Generic[T]):
 PreQueueHook = Callable[[SubmitContext[Any]], Awaitable[Any] | Any]
 
 
-def unavailable(detail: str, retry_after: int, code: str) -> Response:
+def unavailable(retry_after: int, code: str, detail: str) -> Response:
     return problem(503, detail, code=code, headers={"Retry-After": str(retry_after)})
 
 
+def store_down(retry_after: int, exc: Exception) -> Response:
+    """503 for a store failure. The client hears that the store is unavailable and when to
+    retry, nothing about it (``redis://host:port``, ``WRONGPASS ...``): that is for the log."""
+    log.debug("answering 503: %s: %s", type(exc).__name__, exc)
+    return unavailable(retry_after, "StoreUnavailable",
+                       f"the job store is unavailable; retry in {retry_after}s")
+
+
+async def answer_of(value: Any) -> Any:
+    if isinstance(value, Problem):
+        return value.to_response()
+    return await make_response(value)
+
+
+@dataclass(frozen=True, slots=True)
+class RouteOptions:
+    hook: PreQueueHook | None = None
+    authorize: AuthorizeHook | None = None
+    priority: int = 0  # the route's default
+    client_priority: bool = True  # may X-Priority override it?
+
+
 def make_submit_view(
-    endpoints: AsyncEndpoints, name: str, hook: PreQueueHook | None
+    endpoints: AsyncEndpoints, name: str, endpoint: str, options: RouteOptions
 ) -> Callable[..., Awaitable[Any]]:
     spec = endpoints.handlers.require(name)
     policy = spec.retry
@@ -72,50 +93,61 @@ def make_submit_view(
         config = endpoints.config
         try:
             meta = read_meta(request, config)
-            body = await read_body(request, config)
-            value = validate(spec.request_adapter, body)
             context = meta.context
-            if hook is not None:
+            access = Access("submit", Headers(meta.every_header), dict(context.route_params),
+                            dict(context.query_params), context.client)
+            owner = await owner_claim(endpoints.owner_of, access)
+            refused = await admit(options.authorize, replace(access, owner=owner))
+            if refused is not None:
+                return await answer_of(refused)
+            body = await read_body(request, config)
+            strict = spec.strict if spec.strict is not None else config.strict_validation
+            value = validate(spec.request_adapter, body, strict=strict)
+            if options.hook is not None:
                 seen = replace(context, headers=meta.every_header)
-                answer = hook(SubmitContext(name, value, seen))
-                if inspect.isawaitable(answer):
-                    answer = await answer
+                answer = await call_hook(options.hook, SubmitContext(name, value, seen, owner))
                 if answer is not None:
-                    if isinstance(answer, Problem):
-                        return answer.to_response()
-                    return await make_response(answer)
+                    return await answer_of(answer)
+            priority = options.priority
+            if meta.priority is not None and options.client_priority:
+                priority = meta.priority
             # The body as sent: it validated, so the worker's validation of the same bytes
             # gives the same value. Only an idempotency key needs the canonical form, to
             # tell "the same request" from another regardless of whitespace or key order.
-            key = meta.idempotency_key
+            raw_key = meta.raw_key
             new = NewJob(
-                id=meta.job_id,
+                id=job_id_for(meta.chosen_id, owner),
                 name=name,
                 payload=body,
                 max_retries=(policy or config.default_retry).max_retries,
                 context=context,
-                idempotency_key=key,
-                fingerprint="" if key is None else fingerprint(
+                idempotency_key=None if raw_key is None else scoped_key(raw_key, endpoint,
+                                                                         owner),
+                fingerprint="" if raw_key is None else fingerprint(
                     name, spec.request_adapter.dump_json(value), context),
+                priority=priority,
+                delay=meta.delay,
+                principal=owner,
             )
             submitted = await endpoints.submit(new)
         except Problem as exc:
             return exc.to_response()
         except IdempotencyConflict as exc:
-            return problem(409, str(exc), code="IdempotencyConflict", jobId=exc.job_id)
+            # Keys and chosen ids are the owner's own, so the job named is one of theirs.
+            return problem(409, "this idempotency key was used for another request",
+                           code="IdempotencyConflict", jobId=exc.job_id)
         except QueueFull as exc:
-            return unavailable(str(exc), config.retry_after, "QueueFull")
+            return unavailable(config.retry_after, "QueueFull", str(exc))
         except NotAccepting as exc:
-            return unavailable(str(exc), config.retry_after, "NotAccepting")
+            return unavailable(config.retry_after, "NotAccepting", str(exc))
         except StoreError as exc:
-            return unavailable(f"the job store is unavailable: {exc}", config.retry_after,
-                               "StoreUnavailable")
+            return store_down(config.retry_after, exc)
         job = submitted.job
         headers = {"Retry-After": str(config.retry_after)}
         location = endpoints.location_of(job.id)
         if location is not None:
             headers["Location"] = location
-        return Response(orjson.dumps(job_to_obj(job)), status=202, headers=headers,
-                        content_type="application/json")
+        body_out = orjson.dumps(job_to_obj(job, stack_traces=config.expose_stack_traces))
+        return Response(body_out, status=202, headers=headers, content_type="application/json")
 
     return submit_view

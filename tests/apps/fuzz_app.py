@@ -8,7 +8,13 @@ from typing import Any
 import pydantic
 from quart_trio import QuartTrio
 
-from asyncendpoints_trio import AsyncContext, AsyncEndpoints, Problem, SubmitContext
+from asyncendpoints_trio import (
+    AsyncContext,
+    AsyncEndpoints,
+    EndpointsConfig,
+    Problem,
+    SubmitContext,
+)
 
 
 class Order(pydantic.BaseModel):
@@ -29,7 +35,9 @@ class Rename:
 
 
 app = QuartTrio(__name__)
-endpoints = AsyncEndpoints(app)
+# Long-polls capped well below the fuzzer's 10 s request timeout: fuzzed jobs may wait
+# (X-Not-Before), and a fuzzed ?wait= is often huge.
+endpoints = AsyncEndpoints(app, config=EndpointsConfig(max_wait=2.0))
 
 
 @endpoints.handler("Order")
