@@ -3,6 +3,7 @@
 Everything public is named here; the modules behind it are private.
 """
 
+from ._cli import run as run
 from ._config import SENSITIVE_HEADER_PATTERNS as SENSITIVE_HEADER_PATTERNS
 from ._config import SENSITIVE_HEADERS as SENSITIVE_HEADERS
 from ._config import EndpointsConfig as EndpointsConfig

@@ -1,72 +1,142 @@
 """Command line: ``python -m asyncendpoints_trio serve module:app`` and ``worker module:app``.
 
-``serve`` runs the app under Hypercorn's trio worker. With ``--workers 1`` (the default) the
-server runs in this very process, so a signal sent to this PID reaches the server itself;
-with more, Hypercorn forks that many processes, each with its own runtime.
-``worker`` runs only the job runtime of the app's ``AsyncEndpoints``: no HTTP.
+Every mistake ends in one line on stderr and exit code 2, never a traceback: a bad option, an
+app that cannot be imported, a setup that can never work, a port that is taken, a store that
+cannot be reached at start.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
-import signal
 import sys
 import typing
-from collections.abc import AsyncIterator, Sequence
-from functools import partial
+from collections.abc import Sequence
 from typing import Any
-
-import trio
 
 from ._errors import ConfigurationError
 from .http._endpoints import AsyncEndpoints, endpoints_of
-from .runtime import OUTCOME_FLUSH, Runtime
 
 log = logging.getLogger("asyncendpoints_trio.cli")
 
-# Hypercorn's multi-process mode starts each worker by importing an application path; this
-# variable carries our options to them (see _cli_app.py).
-_SPEC_ENV = "ASYNCENDPOINTS_TRIO_CLI_SPEC"
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+_SERVE_EXAMPLES = """\
+examples:
+  python -m asyncendpoints_trio serve examples.quickstart:app
+  python -m asyncendpoints_trio serve myapp:app --bind 0.0.0.0:8000 \\
+      --redis-url redis://localhost:6379/0 --workers 4 --wait-for-store 30
+  python -m asyncendpoints_trio serve myapp:app --no-workers --redis-url redis://redis:6379/0
+"""
+
+_WORKER_EXAMPLES = """\
+examples:
+  python -m asyncendpoints_trio worker myapp:app --redis-url redis://localhost:6379/0
+  REDIS_URL=redis://redis:6379/0 python -m asyncendpoints_trio worker myapp:app --queue reports
+"""
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="asyncendpoints-trio",
-                                     description="Run an asyncendpoints-trio service.")
-    sub = parser.add_subparsers(dest="command", required=True)
+class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown after each option's help (unless it says its default itself); the
+    examples' layout kept."""
 
-    def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("app", help="the Quart-Trio app, as module:attribute")
-        p.add_argument("--graceful-timeout", type=float, default=None, metavar="SECONDS",
-                       help="on shutdown, how long running jobs (and open HTTP requests) may "
-                       "take to finish (default: the app's shutdown_grace, 10 s)")
-        p.add_argument("--log-level", default="INFO")
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "default" in text or action.default is None or action.default is False or \
+                action.default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> typing.NoReturn:
+        # argparse's own: usage and the message; "error:" first, for people and scripts.
+        self.exit(2, f"error: {message}\n(see {self.prog} --help)\n")
+
+
+def _level(text: str) -> str:
+    if text.lower() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not one of {', '.join(LOG_LEVELS)}")
+    return text.lower()
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number >= 0")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return int(text)
+
+
+def parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    top = _Parser(prog="asyncendpoints-trio", formatter_class=_Help,
+                  description="Run an asyncendpoints-trio service: HTTP and jobs (serve), "
+                  "or jobs only (worker).", epilog=_SERVE_EXAMPLES + "\n" + _WORKER_EXAMPLES)
+    top.add_argument("--version", action="version", version=f"asyncendpoints-trio {__version__}")
+    sub = top.add_subparsers(dest="command", required=True, metavar="{serve,worker}",
+                             parser_class=_Parser)
+
+    def common(p: argparse.ArgumentParser, what: str) -> None:
+        p.add_argument("app", help="the Quart-Trio app with AsyncEndpoints, as module:attribute")
         p.add_argument("--redis-url", default=None, metavar="URL",
-                       help="share jobs through Redis (default: $REDIS_URL; without either, "
-                       "the in-memory store)")
+                       help="the Redis store to share jobs through (redis://, rediss://, "
+                       "unix://); default: $REDIS_URL, or the app's own choice")
         p.add_argument("--queue", default=None, metavar="NAME",
-                       help="Redis key space; instances that share work share it "
+                       help="the Redis key space; instances that share work share it "
                        "(default: the app's, 'default')")
-        p.add_argument("--lease-ttl", type=float, default=None, metavar="SECONDS",
-                       help="how long a claimed job stays ours without a heartbeat")
-        p.add_argument("--heartbeat", type=float, default=None, metavar="SECONDS",
-                       help="how often held leases are renewed (at most half the lease TTL)")
+        p.add_argument("--wait-for-store", type=_seconds, default=0.0, metavar="SECONDS",
+                       help="at start, how long to wait for the store to answer; 0 fails at "
+                       "once with a message naming it")
+        p.add_argument("--graceful-timeout", type=_seconds, default=None, metavar="SECONDS",
+                       help=f"on SIGINT/SIGTERM, how long {what} may take to finish before "
+                       "they are cancelled (default: the app's shutdown_grace, 10)")
+        p.add_argument("--lease-ttl", type=_seconds, default=None, metavar="SECONDS",
+                       help="how long a claimed job stays this instance's without a renewal "
+                       "(default: the app's, 30)")
+        p.add_argument("--heartbeat", type=_seconds, default=None, metavar="SECONDS",
+                       help="how often held leases are renewed, at most half the lease TTL "
+                       "(default: the app's, 10)")
+        p.add_argument("--log-level", type=_level, default="info", metavar="LEVEL",
+                       help=f"one of {', '.join(LOG_LEVELS)}")
 
-    serve = sub.add_parser("serve", help="serve HTTP and run jobs (Hypercorn, trio worker)")
-    common(serve)
-    serve.add_argument("--bind", default="127.0.0.1:8000", metavar="HOST:PORT")
-    serve.add_argument("--workers", type=int, default=1, metavar="N",
-                       help="processes; each runs its own runtime (default 1)")
-    serve.add_argument("--keep-alive", type=float, default=5.0, metavar="SECONDS",
-                       help="close an idle keep-alive connection after this long (default 5)")
+    serve = sub.add_parser(
+        "serve", formatter_class=_Help, epilog=_SERVE_EXAMPLES,
+        help="serve the app's HTTP API and run its jobs (Hypercorn, trio worker)",
+        description="Serve the app's HTTP API with Hypercorn's trio worker, and run its jobs "
+        "in the same processes.")
+    common(serve, "running jobs and open HTTP requests")
+    serve.add_argument("--bind", default="127.0.0.1:8000", metavar="HOST:PORT",
+                       help="where to listen (port 0: any free port, logged at start)")
+    serve.add_argument("--workers", type=_count, default=1, metavar="N",
+                       help="processes, each with its own runtime; more than one needs Redis")
     serve.add_argument("--no-workers", action="store_true",
-                       help="API only: accept and serve jobs, run no handlers")
-    worker = sub.add_parser("worker", help="run jobs only, no HTTP")
-    common(worker)
-    return parser
+                       help="API only: accept and serve jobs, run no handlers (needs Redis "
+                       "and a worker elsewhere)")
+    serve.add_argument("--keep-alive", type=_seconds, default=5.0, metavar="SECONDS",
+                       help="close an idle keep-alive connection after this long")
+    serve.add_argument("--backlog", type=_count, default=100, metavar="N",
+                       help="the listen backlog: connections the kernel queues for us")
+    serve.add_argument("--access-log", action="store_true",
+                       help="log one line per HTTP request (logger asyncendpoints_trio.access)")
+    worker = sub.add_parser(
+        "worker", formatter_class=_Help, epilog=_WORKER_EXAMPLES,
+        help="run the app's jobs only, from a shared Redis store: no HTTP",
+        description="Run the app's job handlers, claiming jobs from a Redis store that API "
+        "instances (serve) submit to. Serves no HTTP.")
+    common(worker, "running jobs")
+    return top
 
 
 def overrides_of(args: argparse.Namespace) -> dict[str, Any]:
@@ -101,18 +171,24 @@ def load_endpoints(app_path: str, overrides: dict[str, Any]) -> tuple[Any, Async
         wrapper = load_application(app_path, 0)
     except NoAppError as exc:
         raise ConfigurationError(str(exc)) from None
+    except ImportError as exc:
+        raise ConfigurationError(f"cannot import {app_path}: {exc}") from None
     app = typing.cast(Any, wrapper).app  # ASGIWrapper keeps the framework app here
-    endpoints = endpoints_of(app)
+    return app, configure(endpoints_of(app), overrides)
+
+
+def configure(endpoints: AsyncEndpoints, overrides: dict[str, Any]) -> AsyncEndpoints:
+    """Apply command-line choices to the app's endpoints, or say why they cannot apply."""
     if "lease_ttl" in overrides and "heartbeat_interval" not in overrides:
         # Only the TTL given: renew often enough for it rather than refuse the default.
         overrides["heartbeat_interval"] = min(endpoints.config.heartbeat_interval,
                                               overrides["lease_ttl"] / 3)
     if "redis_url" not in overrides and os.environ.get("REDIS_URL"):
         if endpoints.store_from_config:
-            overrides["redis_url"] = os.environ["REDIS_URL"]
             from .redis import parse_url
 
-            parse_url(overrides["redis_url"])
+            parse_url(os.environ["REDIS_URL"])
+            overrides["redis_url"] = os.environ["REDIS_URL"]
         else:
             log.warning("REDIS_URL is set, but this app brings its own store; ignoring it")
     if {"redis_url", "queue"} & overrides.keys() and not endpoints.store_from_config:
@@ -122,82 +198,56 @@ def load_endpoints(app_path: str, overrides: dict[str, Any]) -> tuple[Any, Async
             "app's config choose the store")
     if overrides:
         endpoints.config = dataclasses.replace(endpoints.config, **overrides)
-    return app, endpoints
+    return endpoints
 
 
-async def _first_signal(signals: AsyncIterator[int]) -> None:
-    async for signum in signals:
-        log.info("received %s; shutting down gracefully", signal.Signals(signum).name)
+def shares_jobs(endpoints: AsyncEndpoints) -> bool:
+    """Can processes share this app's jobs? Not through an in-memory store."""
+    from .stores._memory import MemoryStore
+
+    if endpoints.store_from_config:
+        return bool(endpoints.config.redis_url)
+    return not isinstance(endpoints.store, MemoryStore)
+
+
+def refuse_unworkable(args: argparse.Namespace, endpoints: AsyncEndpoints) -> None:
+    if shares_jobs(endpoints):
         return
+    fix = "pass --redis-url (or set REDIS_URL) so that processes share one store"
+    if args.command == "worker":
+        raise ConfigurationError(
+            "a worker runs jobs that other processes submit, and the in-memory store is "
+            f"this process's alone; {fix}")
+    if args.no_workers:
+        raise ConfigurationError(
+            "--no-workers with the in-memory store: jobs would be queued and never run; "
+            f"{fix}, and run a worker beside it")
+    if args.workers > 1:
+        raise ConfigurationError(
+            f"--workers {args.workers} with the in-memory store: each process would have jobs "
+            "of its own, and a GET could reach a process that does not have the job; "
+            f"{fix}, or serve with one worker")
 
 
-async def _serve_until_signal(app: Any, config: Any) -> None:
-    from hypercorn.trio import serve as hypercorn_serve
+def main(argv: Sequence[str] | None = None, *, app: Any = None) -> int:
+    """The command line. With ``app``, serve that app object (``run``) instead of
+    importing one; its argument is then not taken."""
+    from ._cli_serve import run_command
 
-    # The receiver is open before anything starts, so an early signal is never lost to
-    # the default handler (which would kill us without a drain).
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        await hypercorn_serve(app, config, shutdown_trigger=partial(_first_signal, signals))
-
-
-def _hypercorn_config(args: argparse.Namespace, grace: float) -> Any:
-    from hypercorn.config import Config
-
-    config = Config()
-    config.bind = [args.bind]
-    config.worker_class = "trio"
-    config.workers = args.workers
-    config.graceful_timeout = grace
-    config.keep_alive_timeout = args.keep_alive
-    # Hypercorn gives the app's shutdown 60 s by default; our drain may need more.
-    config.shutdown_timeout = max(60.0, grace + OUTCOME_FLUSH + 10.0)
-    config.accesslog = None
-    config.loglevel = args.log_level.upper()
-    return config
-
-
-def serve(args: argparse.Namespace) -> int:
-    overrides = overrides_of(args)
-    if args.workers < 1:
-        raise ConfigurationError("--workers must be >= 1")
-    if not 0 < args.keep_alive < float("inf"):
-        raise ConfigurationError(f"--keep-alive must be a number of seconds > 0, not "
-                                 f"{args.keep_alive}")
-    app, endpoints = load_endpoints(args.app, overrides)
-    config = _hypercorn_config(args, endpoints.config.shutdown_grace)
-    if args.workers == 1:
-        trio.run(_serve_until_signal, app, config)
-        return 0
-    from hypercorn.run import run
-
-    os.environ[_SPEC_ENV] = json.dumps({"app": args.app, "overrides": overrides,
-                                        "log_level": args.log_level})
-    config.application_path = "asyncendpoints_trio._cli_app:load()"
-    return int(run(config))
-
-
-async def run_worker(endpoints: AsyncEndpoints) -> None:
-    runtime = Runtime(endpoints.store, endpoints.handlers, endpoints.config)
-    endpoints.runtime = runtime
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(runtime.run)
-            await _first_signal(signals)
-            runtime.stop()
-            await runtime.wait_stopped()
-    await endpoints.store.aclose()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    args = parser().parse_args(arguments)
     configure_logging(args.log_level)
     sys.path.insert(0, os.getcwd())
     try:
-        if args.command == "serve":
-            return serve(args)
-        _, endpoints = load_endpoints(args.app, overrides_of(args))
-        trio.run(run_worker, endpoints)
-        return 0
+        return run_command(args, app)
     except ConfigurationError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def run(app: Any, argv: Sequence[str] | None = None) -> int:
+    """Serve ``app`` (a Quart-Trio app with ``AsyncEndpoints``) as ``serve`` would, taking
+    the command line's options from ``argv`` (default: ``sys.argv[1:]``). For a script's
+    ``if __name__ == "__main__": sys.exit(asyncendpoints_trio.run(app))``."""
+    options = list(sys.argv[1:] if argv is None else argv)
+    return main(["serve", "<this app>", *options], app=app)

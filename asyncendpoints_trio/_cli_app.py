@@ -6,11 +6,12 @@ import json
 import os
 from typing import Any
 
-from ._cli import _SPEC_ENV, configure_logging, load_endpoints
+from ._cli import configure_logging, load_endpoints
+from ._cli_serve import SPEC_ENV
 
 
 def load() -> Any:
-    spec = json.loads(os.environ[_SPEC_ENV])
+    spec = json.loads(os.environ[SPEC_ENV])
     configure_logging(spec["log_level"])
     app, _ = load_endpoints(spec["app"], spec["overrides"])
     return app

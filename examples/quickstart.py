@@ -47,6 +47,4 @@ endpoints.map_job_details("/jobs/<uuid:job_id>")  # GET (with ?wait=), DELETE ca
 
 
 if __name__ == "__main__":
-    from asyncendpoints_trio._cli import main
-
-    sys.exit(main(["serve", f"{__name__}:app", "--bind", "127.0.0.1:8000", *sys.argv[1:]]))
+    sys.exit(endpoints.run())  # the options of `serve`: --bind, --redis-url, ...

@@ -211,6 +211,12 @@ class FaultyStore:
     async def recover(self, *, limit: int) -> Any:
         return await self._call("recover", limit=limit)
 
+    async def ping(self) -> None:
+        await self._call("get", "ping")
+
+    def describe(self) -> str:
+        return "a faulty link to " + self.inner.describe()
+
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()
 

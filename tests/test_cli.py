@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 import trio
 
 from ._processes import ROOT, Service, cli_process
+from ._redis_server import RedisServer, free_port, redis_server_binary
 
 pytestmark = pytest.mark.slow
 
@@ -39,8 +41,15 @@ async def test_serve_drains_running_job_on_sigterm(tmp_path: Path) -> None:
 
 
 async def test_serve_with_several_workers_and_sigint(tmp_path: Path) -> None:
+    if redis_server_binary() is None:
+        pytest.skip("redis-server is not installed")
+    with RedisServer() as server:
+        await _several_workers(server.url)
+
+
+async def _several_workers(url: str) -> None:
     args = ["serve", "tests.apps.cli_app:app", "--bind", "127.0.0.1:0", "--workers", "2",
-            "--graceful-timeout", "2"]
+            "--graceful-timeout", "2", "--redis-url", url]
     async with cli_process(args) as service:
         async with httpx.AsyncClient(base_url=service.url) as client:
             for _ in range(4):
@@ -54,10 +63,14 @@ async def test_serve_with_several_workers_and_sigint(tmp_path: Path) -> None:
 
 
 async def test_worker_command_starts_and_stops() -> None:
-    async with cli_process(["worker", "tests.apps.cli_app:app"], ready=b"started") as service:
-        service.process.send_signal(signal.SIGTERM)
-        with trio.fail_after(20):
-            assert await service.process.wait() == 0
+    if redis_server_binary() is None:
+        pytest.skip("redis-server is not installed")
+    with RedisServer() as server:
+        async with cli_process(["worker", "tests.apps.cli_app:app", "--redis-url", server.url],
+                               ready=b"started") as service:
+            service.process.send_signal(signal.SIGTERM)
+            with trio.fail_after(20):
+                assert await service.process.wait() == 0
 
 
 def test_bad_app_path_exits_2() -> None:
@@ -110,3 +123,143 @@ def test_bad_options_exit_2(args: list[str]) -> None:
                                 cwd=ROOT, capture_output=True, timeout=60, check=False)
         assert result.returncode == 2, result.stderr.decode()
         assert b"error:" in result.stderr
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    inherited = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    return subprocess.run([sys.executable, "-m", "asyncendpoints_trio", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=False,
+                          env={**inherited, **(env or {})})
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+APP = "tests.apps.cli_app:app"
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["serve", APP, "--log-level", "LOUD"], "--log-level"),
+    (["serve", APP, "--lease-ttl", "nan"], "--lease-ttl"),
+    (["serve", APP, "--lease-ttl", "0"], "lease_ttl"),
+    (["serve", APP, "--heartbeat", "inf"], "--heartbeat"),
+    (["serve", APP, "--workers", "0"], "--workers"),
+    (["serve", APP, "--bind", "nope"], "--bind"),
+    (["serve", APP, "--bind", "127.0.0.1:99999"], "cannot listen on 127.0.0.1:99999"),
+    (["serve", APP, "--workers", "2"], "in-memory store"),
+    (["serve", APP, "--no-workers"], "in-memory store"),
+    (["worker", APP], "in-memory store"),
+    (["serve", "nosuch:app"], "nosuch"),
+    (["serve", "tests.apps.cli_app:nothing"], "nothing"),
+])
+def test_mistakes_get_one_line_and_exit_2(args: list[str], says: str) -> None:
+    assert says in one_line_error(cli(*args))
+
+
+def test_a_taken_port_is_one_line_before_anything_starts() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("serve", APP, "--bind", f"127.0.0.1:{port}")
+    line = one_line_error(result)
+    assert f"cannot listen on 127.0.0.1:{port}" in line and "in use" in line
+    assert "started" not in result.stderr  # refused before the runtime began
+
+
+def test_an_unreachable_store_at_start_is_one_line_naming_it() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    for command in ("serve", "worker"):
+        line = one_line_error(cli(command, APP, "--redis-url", url))
+        assert url in line and "--wait-for-store" in line
+
+
+async def test_wait_for_store_waits_for_redis_to_come_up() -> None:
+    if redis_server_binary() is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer()
+    url = server.url
+    args = ["serve", APP, "--bind", "127.0.0.1:0", "--redis-url", url,
+            "--wait-for-store", "20"]
+    try:
+        async with cli_process(args, ready=b"waiting up to") as service:
+            server.start()  # it comes up while the service waits
+            with trio.fail_after(30):
+                await service.wait_for_output(b"Running on")
+            async with httpx.AsyncClient(base_url=service.url) as client:
+                assert (await client.post("/slow", json=0.0)).status_code == 202
+            service.process.send_signal(signal.SIGTERM)
+            with trio.fail_after(20):
+                assert await service.process.wait() == 0
+            text = service.text
+    finally:
+        server.cleanup()
+    assert text.count("Running on") == 1  # once, and not under a logger named "error"
+    assert "hypercorn.error" not in text and "Traceback" not in text
+
+
+def test_help_describes_every_option_with_its_default() -> None:
+    for command in ("serve", "worker"):
+        result = cli(command, "--help")
+        assert result.returncode == 0
+        text = result.stdout
+        assert "examples:" in text
+        options = [line.split()[0] for line in text.splitlines()
+                   if line.startswith("  --")]
+        assert len(options) >= 7
+    worker = " ".join(cli("worker", "--help").stdout.split())  # help lines wrap anywhere
+    assert "HTTP requests" not in worker and "in-memory" not in worker
+    assert "Redis" in worker and "(default: info)" in worker
+    serve = " ".join(cli("serve", "--help").stdout.split())
+    assert "(default: 127.0.0.1:8000)" in serve and "--backlog" in serve
+
+
+def test_version() -> None:
+    from asyncendpoints_trio import __version__
+
+    result = cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"asyncendpoints-trio {__version__}"
+
+
+async def test_an_app_runs_itself_with_endpoints_run() -> None:
+    """examples/quickstart.py ends in sys.exit(endpoints.run()): a script is a service."""
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "examples/quickstart.py", "--bind", "127.0.0.1:0",
+         "--graceful-timeout", "1"], cwd=ROOT, stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL, env={k: v for k, v in os.environ.items()
+                                        if k != "REDIS_URL"})
+    service = Service(process)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(service.pump)
+            with trio.fail_after(30):
+                await service.wait_for_output(b"Running on")
+                async with httpx.AsyncClient(base_url=service.url) as client:
+                    answer = await client.post("/api/process-data", json={"data": "hi"})
+                    assert answer.status_code == 202
+                process.send_signal(signal.SIGTERM)
+                assert await process.wait() == 0
+            nursery.cancel_scope.cancel()
+    finally:
+        if process.returncode is None:
+            process.kill()
+
+
+async def test_access_log_is_opt_in() -> None:
+    for flag in ([], ["--access-log"]):
+        args = ["serve", APP, "--bind", "127.0.0.1:0", *flag]
+        async with cli_process(args) as service:
+            async with httpx.AsyncClient(base_url=service.url) as client:
+                assert (await client.get("/openapi.json")).status_code == 200
+            service.process.send_signal(signal.SIGTERM)
+            with trio.fail_after(20):
+                assert await service.process.wait() == 0
+            logged = "asyncendpoints_trio.access" in service.text and \
+                "GET /openapi.json" in service.text
+        assert logged == bool(flag)

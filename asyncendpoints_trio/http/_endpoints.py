@@ -4,7 +4,7 @@ map routes; the job runtime starts and stops with the app's serving lifecycle.""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import orjson
@@ -257,6 +257,16 @@ class AsyncEndpoints:
             template = self._location_templates[root] = url_for(self.job_endpoint,
                                                                 job_id=_PLACEHOLDER_ID)
         return template.replace(_PLACEHOLDER_ID, job_id)
+
+    def run(self, argv: Sequence[str] | None = None) -> int:
+        """Serve this app as ``python -m asyncendpoints_trio serve`` would, with that
+        command's options from ``argv`` (default: ``sys.argv[1:]``); returns the exit code.
+        ``sys.exit(endpoints.run())`` at the end of a script makes it a service."""
+        from .._cli import run
+
+        if self.app is None:
+            raise ConfigurationError("call init_app(app) before run()")
+        return run(self.app, argv)
 
     def statistics(self) -> dict[str, Any]:
         if self.runtime is None:

@@ -21,6 +21,7 @@ whether they ran.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
 from collections import deque
@@ -41,6 +42,8 @@ from .._errors import (
 )
 from ._connection import NO_REPLY, Arg, Command, Connection, make_ssl_context, open_connection
 from ._url import RedisSettings
+
+log = logging.getLogger("asyncendpoints_trio.redis")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,7 @@ class RedisClient:
         self._failures = 0
         self._retry_at = -math.inf
         self._last_error = ""
+        self._outage_since = 0.0
 
     @classmethod
     def from_url(cls, url: str, **overrides: Any) -> RedisClient:
@@ -274,6 +278,13 @@ class RedisClient:
         except RedisConnectionError as exc:
             self._connection_errors += 1
             self._timeouts += isinstance(exc, RedisTimeoutError)
+            if not self._failures:
+                # One line per outage, and one when it ends: not one per retry. Before the
+                # first connect it is no outage yet: whoever started us reports that.
+                self._outage_since = trio.current_time()
+                log.log(logging.WARNING if self._connects else logging.DEBUG,"Redis at %s is unreachable (%s); calls fail fast, and connects "
+                            "are retried with backoff (at most %.1fs apart)",
+                            self._settings.address, exc, self._settings.backoff_max)
             self._failures += 1
             backoff = backoff_delay(self._failures, self._settings.backoff_max,
                                     base=self._settings.backoff_initial)
@@ -281,6 +292,10 @@ class RedisClient:
             self._last_error = str(exc)
             raise
         self._connects += 1
+        if self._failures:
+            log.log(logging.WARNING if self._connects else logging.INFO,
+                    "Redis at %s is reachable again, after %.1fs", self._settings.address,
+                    trio.current_time() - self._outage_since)
         if self._link_lost or self._failures:
             self._reconnects += 1
         self._link_lost = False

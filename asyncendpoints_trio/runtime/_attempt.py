@@ -19,12 +19,13 @@ import trio
 
 from .._config import EndpointsConfig
 from .._context import AsyncContext
-from .._error_info import error_from_exception, error_from_message
+from .._error_info import error_from_exception, error_from_message, type_name
 from .._errors import JobTimeout
 from .._handlers import HandlerRegistry, HandlerSpec
 from .._job import Job
 from .._result import MethodResult
 from .._retry import RetryPolicy
+from .._text import plural
 from ..stores._protocol import AckCancel, Complete, Fail, Outcome, Release
 from ._held import CancelReason, HeldJob
 from ._lease import lease_margin
@@ -175,6 +176,7 @@ class Attempts:
                 "ResultTooLarge", f"the result is {len(result)} bytes; the limit "
                 f"(max_result_bytes) is {limit}"), None)
         self.stats.succeeded += 1
+        log.debug("job %s (%s) attempt %d completed", job.id, job.name, job.attempt)
         return Complete(held.lease, result)
 
     def _after_cancel(self, held: HeldJob) -> Outcome | None:
@@ -186,11 +188,11 @@ class Attempts:
             return Release(held.lease, ran=held.started)
         self.stats.lease_lost += 1
         if held.reason is CancelReason.LEASE_EXPIRING:
-            log.warning("job %s: lease in doubt, handler stopped; handing the job back",
-                        held.job_id)
+            log.warning("job %s (%s) attempt %d: lease in doubt, handler stopped; handing the "
+                        "job back", held.job_id, held.claimed.job.name, held.claimed.job.attempt)
             return Release(held.lease, ran=held.started)
-        log.warning("job %s: lease lost, handler stopped; its result is not written",
-                    held.job_id)
+        log.warning("job %s (%s) attempt %d: lease lost, handler stopped; its result is not "
+                    "written", held.job_id, held.claimed.job.name, held.claimed.job.attempt)
         return None
 
     def _failure(
@@ -200,13 +202,18 @@ class Attempts:
         policy: RetryPolicy = (spec.retry if spec is not None else None) or \
             self.config.default_retry
         error = error_from_exception(code, exc)
+        kind = type_name(type(exc))
         if policy.is_retryable(exc) and job.retry_count < job.max_retries:
             self.stats.retried += 1
             delay = policy.delay(job.retry_count + 1, self.rng)
-            log.info("job %s attempt %d failed (%s); retry in %.2fs", job.id, job.attempt,
-                     error["message"], delay)
+            # The traceback only at DEBUG: a retry is routine, the final failure is not.
+            log.warning("job %s (%s) attempt %d failed with %s: %s; retry %d of %d in %.1fs",
+                        job.id, job.name, job.attempt, kind, error["message"],
+                        job.retry_count + 1, job.max_retries, delay,
+                        exc_info=exc if log.isEnabledFor(logging.DEBUG) else None)
             return Fail(held.lease, error, delay)
         self.stats.failed += 1
-        log.info("job %s failed for good after %d attempts: %s", job.id, job.attempt,
-                 error["message"])
+        why = "no retries left" if policy.is_retryable(exc) else "not retryable"
+        log.error("job %s (%s) failed for good after %s (%s): %s: %s", job.id, job.name,
+                  plural(job.attempt, "attempt"), why, kind, error["message"], exc_info=exc)
         return Fail(held.lease, error, None)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from .._text import plural
 from ..stores._protocol import JobStore, Release
 from ._actor import Actor
 from ._held import HeldJob, HeldJobs
@@ -91,7 +92,7 @@ class Dispatcher(Actor):
             applied = await self.store.finish([Release(lease) for lease in orphans])
             released = sum(applied)
             self.stats.orphans_released += released
-            log.warning("released %d job(s) leased to this instance (%s) by a claim whose "
+            log.warning("released %s leased to this instance (%s) by a claim whose "
                         "reply was lost, or by an earlier process with the same id",
-                        released, self.owner)
+                        plural(released, "job"), self.owner)
         self._unsure = False

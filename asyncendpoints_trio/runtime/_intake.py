@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import trio
 
 from .._errors import NotAccepting, StoreError, StoreUnavailable
+from .._text import plural
 from ..stores._protocol import JobStore, NewJob, Submitted
 from ._actor import Actor
 
@@ -112,13 +113,15 @@ class Intake(Actor):
             except StoreUnavailable as exc:
                 self.stats.store_errors += 1
                 self.stats.resent += 1
-                log.info("storing %d submissions failed in transit (%s); sending them again",
-                         len(batch), exc)
+                log.debug("storing %s failed in transit (%s); sending them again",
+                          plural(len(batch), "submission"), exc)
                 answers = await self.store.submit(jobs, max_queued=self.max_queued)
         except StoreError as exc:
             # Nothing was stored: every caller hears so (503), none is left waiting.
             self.stats.store_errors += 1
-            log.warning("storing %d submissions failed: %s", len(batch), exc)
+            # An outage is logged once by the store's client; each refused batch only here.
+            log.log(logging.DEBUG if isinstance(exc, StoreUnavailable) else logging.WARNING,
+                    "storing %s failed: %s", plural(len(batch), "submission"), exc)
             for _, reply in batch:
                 reply.set(exc)
             return

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from .._text import plural
 from ..stores._protocol import JobStore
 from ._actor import Actor
 from ._held import CancelReason, HeldJob, HeldJobs, Phase
@@ -84,8 +85,8 @@ class LeaseKeeper(Actor):
             # time, so this loop only has to keep trying.
             self.stats.store_errors += 1
             if not self._failing:
-                log.warning("renewing %d leases failed (%s); retrying every %.1fs",
-                            len(holding), exc, self.interval)
+                log.warning("renewing %s failed (%s); retrying every %.1fs",
+                            plural(len(holding), "lease"), exc, self.interval)
             self._failing = True
             return
         if self._failing:

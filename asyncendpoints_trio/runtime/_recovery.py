@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from .._text import plural
 from ..stores._protocol import JobStore, RecoveryReport
 from ._actor import Actor
 
@@ -60,8 +61,8 @@ class Recovery(Actor):
         s.promoted += report.promoted
         s.purged += report.purged
         if report.reclaimed or report.expired_failed:
-            log.warning("recovered %d jobs with expired leases (%d back in the queue, %d ended: "
+            log.warning("recovered %s with expired leases (%d back in the queue, %d ended: "
                         "no retries left, or cancellation requested)",
-                        report.reclaimed + report.expired_failed, report.reclaimed,
-                        report.expired_failed)
+                        plural(report.reclaimed + report.expired_failed, "job"),
+                        report.reclaimed, report.expired_failed)
         return report

@@ -23,6 +23,7 @@ from .._config import EndpointsConfig
 from .._errors import NotAccepting
 from .._handlers import HandlerRegistry
 from .._job import Job, JobStatus
+from .._text import plural
 from ..stores._protocol import JobStore, NewJob, Outcome, Submitted
 from ._actor import Actor
 from ._attempt import Attempts
@@ -141,6 +142,7 @@ class Runtime:
             # One deadline for the whole drain, so that it ends within shutdown_grace
             # plus OUTCOME_FLUSH, whatever state each actor is in.
             deadline = trio.current_time() + cfg.shutdown_grace
+            released_before = pool.stats.released
             log.info("runtime %s draining (grace %.1fs)", owner, cfg.shutdown_grace)
             self._submit = None
             actors["recovery"].scope.cancel()
@@ -161,7 +163,9 @@ class Runtime:
                 await out_tx.aclose()
                 await actors["outcomes"].finish_by(trio.current_time() + OUTCOME_FLUSH)
             nursery.cancel_scope.cancel()
-        log.info("runtime %s stopped", owner)
+        handed_back = pool.stats.released - released_before
+        log.info("runtime %s stopped; its drain handed %s back to the queue", owner,
+                 plural(handed_back, "job"))
 
     async def _wait_for_stubborn_handlers(self, workers: _Running) -> None:
         """Handlers that ignore cancellation (a thread, a shielded flush) run on; their

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import trio
 
 from .._backoff import backoff_delay
+from .._errors import StoreUnavailable
 from ._actor import Actor
 
 log = logging.getLogger("asyncendpoints_trio.supervisor")
@@ -68,7 +69,14 @@ async def supervise(
             health.last_error = describe(exc)
             health.state = "backing-off"
             delay = backoff_delay(failures, backoff_cap)
-            log.warning("actor %s crashed (%s); restarting in %.2fs", name, health.last_error,
+            if isinstance(root_cause(exc), StoreUnavailable):
+                # The store's client logs the outage once, and its end; here only a line.
+                log.log(logging.INFO if failures == 1 else logging.DEBUG,
+                        "actor %s stopped: %s; restarting in %.2fs", name, health.last_error,
+                        delay)
+            else:
+                log.log(logging.WARNING if failures == 1 else logging.DEBUG,
+                        "actor %s crashed (%s); restarting in %.2fs", name, health.last_error,
                         delay, exc_info=failures == 1)
             try:
                 await actor.after_crash(exc)

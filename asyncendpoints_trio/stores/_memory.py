@@ -417,6 +417,12 @@ class MemoryStore:
         self._put(job, replace(base, status=_S.FAILED, completed_at=wall))
         return False
 
+    async def ping(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    def describe(self) -> str:
+        return "the in-memory store"
+
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()
 

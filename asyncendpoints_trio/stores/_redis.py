@@ -351,6 +351,8 @@ class RedisStore:
                 async with self.client.subscribe(self._cancel_channel,
                                                   self._done_channel) as subscription:
                     self._subscribed = True
+                    if failures:
+                        log.info("event subscription restored")
                     failures = 0
                     self._wake_all_waiters()  # ends may have passed while we were away
                     async for channel, data in subscription:
@@ -361,7 +363,8 @@ class RedisStore:
                             self._job_ended(data)
             except StoreUnavailable as exc:
                 failures += 1
-                log.warning("event subscription lost (%s); resubscribing", exc)
+                log.log(logging.WARNING if failures == 1 else logging.DEBUG,
+                        "event subscription lost (%s); resubscribing", exc)
             finally:
                 self._subscribed = False
             await trio.sleep(backoff_delay(failures, 5.0))
@@ -388,6 +391,12 @@ class RedisStore:
         return RecoveryReport(reclaimed=reclaimed, expired_failed=failed, promoted=promoted,
                               purged=purged,
                               next_in=None if next_in_ms < 0 else next_in_ms / 1000)
+
+    async def ping(self) -> None:
+        await self.control.execute("PING")
+
+    def describe(self) -> str:
+        return f"the Redis store at {self.client.settings.address} (queue {self.queue!r})"
 
     async def aclose(self) -> None:
         if self._owns_control:
