@@ -282,7 +282,8 @@ class RedisClient:
                 # One line per outage, and one when it ends: not one per retry. Before the
                 # first connect it is no outage yet: whoever started us reports that.
                 self._outage_since = trio.current_time()
-                log.log(logging.WARNING if self._connects else logging.DEBUG,"Redis at %s is unreachable (%s); calls fail fast, and connects "
+                log.log(logging.WARNING if self._connects else logging.DEBUG,
+                        "Redis at %s is unreachable (%s); calls fail fast, and connects "
                             "are retried with backoff (at most %.1fs apart)",
                             self._settings.address, exc, self._settings.backoff_max)
             self._failures += 1
