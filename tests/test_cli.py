@@ -243,6 +243,13 @@ async def test_an_app_runs_itself_with_endpoints_run() -> None:
                 async with httpx.AsyncClient(base_url=service.url) as client:
                     answer = await client.post("/api/process-data", json={"data": "hi"})
                     assert answer.status_code == 202
+                # README's next step: the example client, against the example service.
+                client_run = await trio.run_process(
+                    [sys.executable, "examples/client.py", "--url", service.url, "--data",
+                     "hello"], cwd=ROOT, capture_stdout=True, capture_stderr=True,
+                    check=False)
+                assert client_run.returncode == 0, client_run.stderr.decode()
+                assert b"HELLO" in client_run.stdout
                 process.send_signal(signal.SIGTERM)
                 assert await process.wait() == 0
             nursery.cancel_scope.cancel()

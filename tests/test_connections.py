@@ -173,7 +173,7 @@ async def test_slow_bodies_aborted_long_polls_and_late_bodies() -> None:
 
         try:
             with trio.fail_after(120):
-                await burst(port, 300, slow_body_then_abort, held)
+                await burst(port, 500, slow_body_then_abort, held)
                 await burst(port, 300, long_poll_then_abort, held)
                 await burst(port, 200, options_with_late_body, held)
                 after = await settle(pid, baseline, 10, 10)
