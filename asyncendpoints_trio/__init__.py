@@ -40,8 +40,10 @@ from .http._endpoints import AsyncEndpoints as AsyncEndpoints
 from .http._problems import Problem as Problem
 from .http._submit import SubmitContext as SubmitContext
 from .runtime import Runtime as Runtime
+from .runtime._statistics import RuntimeStatistics as RuntimeStatistics
 from .stores._memory import MemoryStore as MemoryStore
 from .stores._protocol import JobStore as JobStore
 from .stores._redis import RedisStore as RedisStore
+from .telemetry._otel import otel_instruments as otel_instruments
 
 __version__ = "0.1.0"

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ._errors import ConfigurationError
+from ._logging import configure_logging
 from .http._endpoints import AsyncEndpoints, endpoints_of
 
 log = logging.getLogger("asyncendpoints_trio.cli")
@@ -110,6 +111,9 @@ def parser() -> argparse.ArgumentParser:
                        "(default: the app's, 10)")
         p.add_argument("--log-level", type=_level, default="info", metavar="LEVEL",
                        help=f"one of {', '.join(LOG_LEVELS)}")
+        p.add_argument("--log-format", choices=("text", "json"), default="text",
+                       help="text lines, or JSON lines for a log pipeline (our loggers "
+                       "and Hypercorn's)")
 
     serve = sub.add_parser(
         "serve", formatter_class=_Help, epilog=_SERVE_EXAMPLES,
@@ -130,12 +134,16 @@ def parser() -> argparse.ArgumentParser:
                        help="the listen backlog: connections the kernel queues for us")
     serve.add_argument("--access-log", action="store_true",
                        help="log one line per HTTP request (logger asyncendpoints_trio.access)")
+    serve.add_argument("--metrics", action="store_true",
+                       help="serve the Prometheus page at /metrics (if the app maps none)")
     worker = sub.add_parser(
         "worker", formatter_class=_Help, epilog=_WORKER_EXAMPLES,
         help="run the app's jobs only, from a shared Redis store: no HTTP",
         description="Run the app's job handlers, claiming jobs from a Redis store that API "
         "instances (serve) submit to. Serves no HTTP.")
     common(worker, "running jobs")
+    worker.add_argument("--metrics-bind", default=None, metavar="HOST:PORT",
+                        help="serve the Prometheus page at http://HOST:PORT/metrics")
     return top
 
 
@@ -157,11 +165,6 @@ def overrides_of(args: argparse.Namespace) -> dict[str, Any]:
     if args.heartbeat is not None:
         found["heartbeat_interval"] = args.heartbeat
     return found
-
-
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def load_endpoints(app_path: str, overrides: dict[str, Any]) -> tuple[Any, AsyncEndpoints]:
@@ -204,10 +207,11 @@ def configure(endpoints: AsyncEndpoints, overrides: dict[str, Any]) -> AsyncEndp
 def shares_jobs(endpoints: AsyncEndpoints) -> bool:
     """Can processes share this app's jobs? Not through an in-memory store."""
     from .stores._memory import MemoryStore
+    from .telemetry._instrumented import unwrapped
 
     if endpoints.store_from_config:
         return bool(endpoints.config.redis_url)
-    return not isinstance(endpoints.store, MemoryStore)
+    return not isinstance(unwrapped(endpoints.store), MemoryStore)
 
 
 def refuse_unworkable(args: argparse.Namespace, endpoints: AsyncEndpoints) -> None:
@@ -236,7 +240,7 @@ def main(argv: Sequence[str] | None = None, *, app: Any = None) -> int:
 
     arguments = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(arguments)
-    configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     sys.path.insert(0, os.getcwd())
     try:
         return run_command(args, app)

@@ -6,12 +6,15 @@ import json
 import os
 from typing import Any
 
-from ._cli import configure_logging, load_endpoints
+from ._cli import load_endpoints
 from ._cli_serve import SPEC_ENV
+from ._logging import configure_logging
 
 
 def load() -> Any:
     spec = json.loads(os.environ[SPEC_ENV])
-    configure_logging(spec["log_level"])
-    app, _ = load_endpoints(spec["app"], spec["overrides"])
+    configure_logging(spec["log_level"], spec.get("log_format", "text"))
+    app, endpoints = load_endpoints(spec["app"], spec["overrides"])
+    if spec.get("metrics"):
+        endpoints.map_metrics_once()
     return app

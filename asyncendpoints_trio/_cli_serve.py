@@ -48,8 +48,17 @@ def run_command(args: argparse.Namespace, app: Any = None) -> int:
         app, endpoints = load_endpoints(args.app, overrides)
     refuse_unworkable(args, endpoints)
     if args.command == "worker":
-        trio.run(run_worker, endpoints, args.wait_for_store)
+        metrics = None
+        if args.metrics_bind is not None:
+            if not _BIND.match(args.metrics_bind) or args.metrics_bind.startswith(
+                    ("unix:", "fd:")):
+                raise ConfigurationError(f"--metrics-bind {args.metrics_bind!r}: give "
+                                         "HOST:PORT")
+            metrics = _metrics_server(args.metrics_bind)
+        trio.run(run_worker, endpoints, args.wait_for_store, metrics)
         return 0
+    if args.metrics:
+        endpoints.map_metrics_once()
     return serve(args, app, endpoints)
 
 
@@ -133,7 +142,9 @@ def serve(args: argparse.Namespace, app: Any, endpoints: AsyncEndpoints) -> int:
     from hypercorn.run import run
 
     os.environ[SPEC_ENV] = json.dumps({"app": args.app, "overrides": overrides_of(args),
-                                       "log_level": args.log_level})
+                                       "log_level": args.log_level,
+                                       "log_format": args.log_format,
+                                       "metrics": args.metrics})
     config.application_path = "asyncendpoints_trio._cli_app:load()"
     config.errorlog = "-"  # the workers are new processes: a logger object would not travel
     return int(run(config))
@@ -152,14 +163,54 @@ async def _serve_here(app: Any, config: Any, sockets: Any, store: JobStore,
                            sockets=sockets, shutdown_trigger=partial(_first_signal, signals))
 
 
-async def run_worker(endpoints: AsyncEndpoints, wait: float = 0.0) -> None:
+async def run_worker(endpoints: AsyncEndpoints, wait: float = 0.0,
+                     metrics: tuple[Any, Any] | None = None) -> None:
     runtime = Runtime(endpoints.store, endpoints.handlers, endpoints.config)
     endpoints.runtime = runtime
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         await ensure_store(endpoints.store, wait)
         async with trio.open_nursery() as nursery:
+            if metrics is not None:
+                nursery.start_soon(serve_metrics, endpoints, *metrics)
             await nursery.start(runtime.run)
             await _first_signal(signals)
             runtime.stop()
             await runtime.wait_stopped()
+            nursery.cancel_scope.cancel()
     await endpoints.store.aclose()
+
+
+def _metrics_server(bind: str) -> tuple[Any, Any]:
+    """Hypercorn's config and listening sockets for a worker's metrics page: made before
+    anything starts, so a taken port is one line of error."""
+    from hypercorn.config import Config
+
+    config = Config()
+    config.bind = [bind]
+    config.errorlog = logging.getLogger("asyncendpoints_trio.server")
+    config.accesslog = None
+    return config, _sockets(config, bind)
+
+
+async def serve_metrics(endpoints: AsyncEndpoints, config: Any, sockets: Any) -> None:
+    """The worker's Prometheus page, on its own port: a minimal ASGI app under Hypercorn."""
+    from hypercorn.trio.run import worker_serve
+    from hypercorn.utils import wrap_app
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    from .telemetry._prometheus import MetricsPage
+
+    page = MetricsPage(lambda: endpoints.runtime, lambda: endpoints.store)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        found = scope["path"] == "/metrics"
+        body = await page.render() if found else b"not found: try /metrics\n"
+        await send({"type": "http.response.start", "status": 200 if found else 404,
+                    "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode() if found
+                                 else b"text/plain")]})
+        await send({"type": "http.response.body", "body": body})
+
+    await worker_serve(wrap_app(app, config.wsgi_max_body_size, "asgi"), config,
+                       sockets=sockets)

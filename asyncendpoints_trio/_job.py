@@ -136,11 +136,16 @@ class Job:
     owner: str | None = None  # instance holding the lease while InProgress
     cancel_requested: bool = False
     priority: int = MIN_PRIORITY
-    due_at: float | None = None  # while Scheduled: when it becomes Queued (wall clock)
+    # When the job last became claimable, or (Scheduled) will: a delayed start, a retry's
+    # due time, a release or reclaim. None: at its creation. On the store's clock.
+    due_at: float | None = None
     # Who may see the job: an owner claim derived from the submitting request by the app
     # (never a raw credential); None when the app defines no owners.
     principal: str | None = None
     attempts: tuple[Attempt, ...] = ()  # the latest MAX_ATTEMPTS_KEPT runs, oldest first
+    # The W3C trace context its submit ran in: each attempt's span is its child. Not user
+    # data and not part of the job JSON.
+    trace: str = ""
 
     @property
     def is_terminal(self) -> bool:

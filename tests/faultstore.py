@@ -211,6 +211,9 @@ class FaultyStore:
     async def recover(self, *, limit: int) -> Any:
         return await self._call("recover", limit=limit)
 
+    async def counts(self) -> Any:
+        return await self._call("counts")
+
     async def ping(self) -> None:
         await self._call("get", "ping")
 

@@ -340,7 +340,7 @@ class StoreContract:
             while not (claimed := await store.claim(OWNER, 1, TTL)):
                 await store.wait_for_work(5.0)
         waited = trio.current_time() - started
-        assert claimed[0].job.id == delayed.id and claimed[0].job.due_at is None
+        assert claimed[0].job.id == delayed.id and claimed[0].job.due_at == job.due_at
         assert 0.5 <= waited < 1.5
         # Cancelling a delayed job works like cancelling a retry.
         later = NewJob(**{**_fields(new_job()), "delay": 30.0})
@@ -389,12 +389,14 @@ class StoreContract:
     async def test_timestamps_keep_microseconds_and_principal_is_kept(
         self, store: JobStore, clock: object
     ) -> None:
-        owned = NewJob(**{**_fields(new_job()), "principal": "tenant-7"})
+        trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        owned = NewJob(**{**_fields(new_job()), "principal": "tenant-7", "trace": trace})
         await store.submit([owned])
         await trio.sleep(0.0123)
         [_claimed] = await store.claim(OWNER, 1, TTL)
         job = await store.get(owned.id)
-        assert job is not None and job.principal == "tenant-7"
+        assert job is not None and job.principal == "tenant-7" and job.trace == trace
+        assert _claimed.job.trace == trace  # the worker gets it with the claim
         assert job.started_at is not None
         if clock is None:  # on real time (a MockClock does not move the wall clock)
             gap = job.started_at - job.created_at

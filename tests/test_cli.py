@@ -175,8 +175,8 @@ def test_a_taken_port_is_one_line_before_anything_starts() -> None:
 
 def test_an_unreachable_store_at_start_is_one_line_naming_it() -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"
-    for command in ("serve", "worker"):
-        line = one_line_error(cli(command, APP, "--redis-url", url))
+    for command in (["serve", "--bind", "127.0.0.1:0"], ["worker"]):
+        line = one_line_error(cli(*command[:1], APP, *command[1:], "--redis-url", url))
         assert url in line and "--wait-for-store" in line
 
 

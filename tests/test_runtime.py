@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 from typing import Any
@@ -50,7 +51,7 @@ async def test_job_runs_and_completes(autojump_clock: trio.testing.MockClock) ->
     assert job.status is JobStatus.COMPLETED
     assert orjson.loads(job.result or b"") == {"total": 5}
     assert job.started_at is not None and job.completed_at is not None
-    assert rt.statistics()["workers"]["succeeded"] == 1
+    assert rt.statistics().workers.succeeded == 1
 
 
 async def test_local_submit_wakes_idle_worker_at_once(
@@ -147,7 +148,7 @@ async def test_timeout_is_a_retryable_failure(autojump_clock: trio.testing.MockC
     assert job.status is JobStatus.FAILED and job.retry_count == 1
     assert job.error is not None and job.error["code"] == "Timeout"
     assert seen_cancel == [1, 2]
-    assert rt.statistics()["workers"]["timed_out"] == 2
+    assert rt.statistics().workers.timed_out == 2
 
 
 async def test_method_result_parity(autojump_clock: trio.testing.MockClock) -> None:
@@ -300,8 +301,8 @@ async def test_lost_lease_stops_handler_and_writes_nothing(
         job = await wait_terminal(rt, job_id)
     assert cancelled == [1]
     assert job.status is JobStatus.COMPLETED and job.result == b'"second run"'
-    assert rt.statistics()["workers"]["lease_lost"] == 1
-    assert rt.statistics()["lease_keeper"]["lost"] == (1 if how == "refused-renewal" else 0)
+    assert rt.statistics().workers.lease_lost == 1
+    assert rt.statistics().lease_keeper.lost == (1 if how == "refused-renewal" else 0)
 
 
 async def test_graceful_drain(autojump_clock: trio.testing.MockClock) -> None:
@@ -359,9 +360,12 @@ async def test_every_actor_reports_statistics(autojump_clock: trio.testing.MockC
         stats = rt.statistics()
         health = rt.health()
     assert job.status is JobStatus.COMPLETED
-    assert set(stats) >= {"intake", "dispatcher", "workers", "outcomes", "lease_keeper",
-                          "recovery", "store_events", "store", "held_jobs"}
-    assert stats["intake"]["submitted"] == 1 and stats["outcomes"]["written"] == 1
-    assert stats["dispatcher"]["claimed_jobs"] == 1 and stats["workers"]["succeeded"] == 1
+    assert all(getattr(stats, name) is not None for name in (
+        "intake", "dispatcher", "workers", "outcomes", "lease_keeper", "recovery",
+        "store_events"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        stats.workers.succeeded = 7  # a snapshot: it cannot be changed
+    assert stats.intake.submitted == 1 and stats.outcomes.written == 1
+    assert stats.dispatcher.claimed_jobs == 1 and stats.workers.succeeded == 1
     assert all(a["state"] == "running" for a in health["actors"].values())
     assert health["accepting"] is True

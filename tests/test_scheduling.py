@@ -111,7 +111,7 @@ async def test_a_delayed_job_starts_on_time_without_polling(
         submitted_at = trio.current_time()
         job_id = (await rt.submit(replace(new("Note"), delay=100.0))).job.id
         job = await wait_terminal(rt, job_id, timeout=200)
-        claims = rt.statistics()["dispatcher"]["claims"]
+        claims = rt.statistics().dispatcher.claims
     assert job.status is JobStatus.COMPLETED
     assert started == [pytest.approx(submitted_at + 100.0, abs=1e-6)]  # to the instant
     # The dispatcher slept until the due time; what woke it in between is only its idle

@@ -18,11 +18,14 @@ from .._handlers import HandlerRegistry, make_spec
 from .._job import MAX_PRIORITY, MIN_PRIORITY, Job
 from .._retry import RetryPolicy
 from ..runtime import OUTCOME_FLUSH, Runtime
+from ..runtime._statistics import RuntimeStatistics
 from ..stores._memory import MemoryStore
 from ..stores._protocol import JobStore, NewJob, Submitted
+from ..telemetry._instrumented import InstrumentedStore
 from ._access import AuthorizeHook, OwnerOf
 from ._connection_fix import install_connection_fix
 from ._jobs import make_job_view
+from ._observe import make_health_view, make_metrics_view
 from ._openapi import RouteInfo, build_openapi
 from ._problems import problem
 from ._submit import PreQueueHook, RouteOptions, make_submit_view
@@ -57,6 +60,7 @@ class AsyncEndpoints:
         self.config = config or EndpointsConfig()
         self.owner_of = owner_of
         self._store = store
+        self._instrumented: InstrumentedStore | None = None
         self._owns_store = store is None
         self.handlers = HandlerRegistry()
         self.runtime: Runtime | None = None
@@ -80,11 +84,14 @@ class AsyncEndpoints:
 
     @property
     def store(self) -> JobStore:
-        """The job store; made from the config on first use (the CLI may change the config
-        before serving, so this waits as long as it can)."""
-        if self._store is None:
-            self._store = make_store(self.config)
-        return self._store
+        """The job store, its calls timed and counted for the metrics; made from the config
+        on first use (the CLI may change the config before serving, so this waits as long
+        as it can). The store itself is ``store.inner``."""
+        if self._instrumented is None:
+            if self._store is None:
+                self._store = make_store(self.config)
+            self._instrumented = InstrumentedStore(self._store)
+        return self._instrumented
 
     # ---- setup --------------------------------------------------------------------------
 
@@ -199,6 +206,24 @@ class AsyncEndpoints:
         self._job_rule = rule
         self._openapi = None
 
+    def map_metrics(self, rule: str = "/metrics") -> None:
+        """Serve the Prometheus page (text exposition) at ``rule``."""
+        app = self._require_app()
+        app.add_url_rule(rule, f"{_PREFIX}.metrics", make_metrics_view(self), methods=["GET"])
+
+    def map_metrics_once(self, rule: str = "/metrics") -> None:
+        """``map_metrics`` unless the app mapped its page already (``serve --metrics``)."""
+        app = self._require_app()
+        if f"{_PREFIX}.metrics" not in app.view_functions:
+            self.map_metrics(rule)
+
+    def map_health(self, rule: str = "/healthz") -> None:
+        """Health probes at ``rule``: readiness (``200`` when the runtime accepts work and
+        the store answers; ``503`` problem+json naming the reason), and with ``?live=1``
+        liveness (``503`` only while an actor is crash-looping)."""
+        app = self._require_app()
+        app.add_url_rule(rule, f"{_PREFIX}.health", make_health_view(self), methods=["GET"])
+
     def _require_app(self) -> Quart:
         if self.app is None:
             raise ConfigurationError("call init_app(app) before mapping routes")
@@ -268,10 +293,10 @@ class AsyncEndpoints:
             raise ConfigurationError("call init_app(app) before run()")
         return run(self.app, argv)
 
-    def statistics(self) -> dict[str, Any]:
-        if self.runtime is None:
-            return {"store": dict(self.store.statistics())}
-        return self.runtime.statistics()
+    def statistics(self) -> RuntimeStatistics | None:
+        """The runtime's typed snapshot (see ``Runtime.statistics``); ``None`` before the
+        app serves (the store's own: ``store.statistics()``)."""
+        return None if self.runtime is None else self.runtime.statistics()
 
     # ---- views -------------------------------------------------------------------------
 

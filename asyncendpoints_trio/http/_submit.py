@@ -15,6 +15,7 @@ from .._errors import IdempotencyConflict, NotAccepting, QueueFull, StoreError
 from .._job import HttpContext
 from .._job_json import job_to_obj
 from ..stores._protocol import NewJob
+from ..telemetry._tracing import current_context, send_span
 from ._access import Access, AuthorizeHook, admit, call_hook, owner_claim
 from ._problems import Problem, problem
 from ._request import fingerprint, job_id_for, read_body, read_meta, scoped_key, validate
@@ -115,21 +116,27 @@ def make_submit_view(
             # gives the same value. Only an idempotency key needs the canonical form, to
             # tell "the same request" from another regardless of whitespace or key order.
             raw_key = meta.raw_key
-            new = NewJob(
-                id=job_id_for(meta.chosen_id, owner),
-                name=name,
-                payload=body,
-                max_retries=(policy or config.default_retry).max_retries,
-                context=context,
-                idempotency_key=None if raw_key is None else scoped_key(raw_key, endpoint,
-                                                                         owner),
-                fingerprint="" if raw_key is None else fingerprint(
-                    name, spec.request_adapter.dump_json(value), context),
-                priority=priority,
-                delay=meta.delay,
-                principal=owner,
-            )
-            submitted = await endpoints.submit(new)
+            with send_span(name, config.queue) as span:
+                new = NewJob(
+                    id=job_id_for(meta.chosen_id, owner),
+                    name=name,
+                    payload=body,
+                    max_retries=(policy or config.default_retry).max_retries,
+                    context=context,
+                    idempotency_key=None if raw_key is None else scoped_key(
+                        raw_key, endpoint, owner),
+                    fingerprint="" if raw_key is None else fingerprint(
+                        name, spec.request_adapter.dump_json(value), context),
+                    priority=priority,
+                    delay=meta.delay,
+                    principal=owner,
+                    trace=current_context(),  # this span's: each attempt's parent
+                )
+                if span.is_recording():
+                    span.set_attribute("messaging.message.id", new.id)
+                submitted = await endpoints.submit(new)
+                if span.is_recording():
+                    span.set_attribute("messaging.message.id", submitted.job.id)
         except Problem as exc:
             return exc.to_response()
         except IdempotencyConflict as exc:

@@ -3,8 +3,9 @@ a crash."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
+
+from ._statistics import snapshot
 
 
 class Actor:
@@ -13,9 +14,9 @@ class Actor:
     __slots__ = ()
     stats: Any
 
-    def statistics(self) -> dict[str, Any]:
-        """A copy of the actor's counters, safe to keep and compare later."""
-        return dataclasses.asdict(self.stats)
+    def statistics(self) -> Any:
+        """A frozen snapshot of the actor's counters, safe to keep and compare later."""
+        return snapshot(self.stats)
 
     async def run(self) -> None:
         raise NotImplementedError

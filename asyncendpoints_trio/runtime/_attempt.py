@@ -27,6 +27,8 @@ from .._result import MethodResult
 from .._retry import RetryPolicy
 from .._text import plural
 from ..stores._protocol import AckCancel, Complete, Fail, Outcome, Release
+from ..telemetry._recorder import JobRecorder
+from ..telemetry._tracing import end_attempt, process_span
 from ._held import CancelReason, HeldJob
 from ._lease import lease_margin
 
@@ -47,11 +49,27 @@ class AttemptStats:
     running: int = 0
 
 
+def outcome_label(outcome: Outcome | None, held: HeldJob) -> str:
+    """The attempt's end as metrics and spans name it (see telemetry/_recorder.OUTCOMES)."""
+    if outcome is None:
+        return "lease_lost"
+    if isinstance(outcome, Complete):
+        return "completed"
+    if isinstance(outcome, AckCancel):
+        return "canceled"
+    if isinstance(outcome, Release):
+        return "lease_lost" if held.reason is CancelReason.LEASE_EXPIRING else "released"
+    if outcome.error.get("code") == "Timeout":
+        return "timeout"
+    return "failed" if outcome.retry_delay is None else "retry"
+
+
 @dataclass(slots=True)
 class Attempts:
     config: EndpointsConfig
     handlers: HandlerRegistry
     rng: random.Random = field(default_factory=random.Random)
+    recorder: JobRecorder = field(default_factory=JobRecorder)
     stats: AttemptStats = field(default_factory=AttemptStats)
     draining: bool = False  # shutdown began: jobs not started yet go back unrun
 
@@ -103,6 +121,25 @@ class Attempts:
                         job.name, type(exc).__name__)
             return Fail(held.lease, error_from_exception("InvalidPayload", exc), None)
         ctx: AsyncContext[Any] = AsyncContext(request, job.id, job.name, job.attempt, job.context)
+        waited = None if job.started_at is None else \
+            job.started_at - (job.due_at if job.due_at is not None else job.created_at)
+        self.recorder.started(job.name, waited)
+        began = trio.current_time()
+        label = "failed"
+        try:
+            with process_span(job.name, job.id, job.attempt, self.config.queue,
+                              job.trace) as span:
+                outcome, error = await self._attempt(held, spec, ctx)
+                label = outcome_label(outcome, held)
+                end_attempt(span, label, error)
+        finally:
+            self.recorder.ended(job.name, label, trio.current_time() - began)
+        return outcome
+
+    async def _attempt(self, held: HeldJob, spec: HandlerSpec,
+                       ctx: AsyncContext[Any]) -> tuple[Outcome | None, BaseException | None]:
+        """The handler's run and its outcome, with the exception of a failed one."""
+        job = held.claimed.job
         timeout = spec.timeout if spec.timeout is not None else self.config.default_timeout
         value, error, scope = await self._call(held, spec, ctx, timeout)
         if scope.cancel_called:
@@ -113,7 +150,7 @@ class Attempts:
                 pass
             elif held.reason is not None:
                 # Whatever the handler did once cancelled, the cancel decides the outcome.
-                return self._after_cancel(held)
+                return self._after_cancel(held), None
             else:
                 # The deadline passed. cancel_called, not cancelled_caught: a handler that
                 # swallowed the cancellation and returned still ran out of time.
@@ -125,8 +162,8 @@ class Attempts:
             value = value.value
         if error is not None:
             code = "Timeout" if isinstance(error, JobTimeout) else "HandlerError"
-            return self._failure(spec, held, code, error)
-        return self._complete(spec, held, value)
+            return self._failure(spec, held, code, error), error
+        return self._complete(spec, held, value), None
 
     async def _call(
         self, held: HeldJob, spec: HandlerSpec, ctx: AsyncContext[Any], timeout: float | None
@@ -205,6 +242,7 @@ class Attempts:
         kind = type_name(type(exc))
         if policy.is_retryable(exc) and job.retry_count < job.max_retries:
             self.stats.retried += 1
+            self.recorder.retried(job.name)
             delay = policy.delay(job.retry_count + 1, self.rng)
             # The traceback only at DEBUG: a retry is routine, the final failure is not.
             log.warning("job %s (%s) attempt %d failed with %s: %s; retry %d of %d in %.1fs",

@@ -23,6 +23,7 @@ import trio
 from .._errors import NotAccepting, StoreError, StoreUnavailable
 from .._text import plural
 from ..stores._protocol import JobStore, NewJob, Submitted
+from ..telemetry._recorder import JobRecorder
 from ._actor import Actor
 
 log = logging.getLogger("asyncendpoints_trio.intake")
@@ -71,6 +72,7 @@ class Intake(Actor):
     batch_limit: int
     batch_bytes: int
     max_queued: int | None
+    recorder: JobRecorder = field(default_factory=JobRecorder)
     stats: IntakeStats = field(default_factory=IntakeStats)
     _carry: Submission | None = None
 
@@ -136,7 +138,9 @@ class Intake(Actor):
         if len(answers) != len(batch):  # a store breaking its contract: nobody gets a 202
             error = StoreError(f"the store answered {len(answers)} of {len(batch)} submits")
             answers = [error] * len(batch)
-        for (_, reply), answer in zip(batch, answers, strict=True):
+        for (new, reply), answer in zip(batch, answers, strict=True):
+            if isinstance(answer, Submitted) and answer.created:
+                self.recorder.submitted(new.name)
             reply.set(answer)
 
     def refuse_carry(self) -> None:

@@ -30,13 +30,15 @@ import trio
 from .._backoff import backoff_delay
 from .._error_info import error_from_message, safe_str
 from .._errors import StoreUnavailable
-from ..stores._protocol import Complete, Fail, JobStore, Outcome
+from ..stores._protocol import AckCancel, Complete, Fail, JobStore, Outcome
+from ..telemetry._recorder import JobRecorder
 from ._actor import Actor
 from ._held import HeldJobs
 
 log = logging.getLogger("asyncendpoints_trio.outcomes")
 
 BATCH_LIMIT = 256
+_FINAL: dict[type, str] = {Complete: "Completed", AckCancel: "Canceled"}
 # After this many transient failures in a row, the writer asks whether the store answers
 # a plain read; if it does, the write itself is what fails.
 SUSPECT_AFTER = 3
@@ -71,6 +73,7 @@ class OutcomeWriter(Actor):
     receive: trio.MemoryReceiveChannel[Outcome]
     backoff_cap: float
     batch_bytes: int
+    recorder: JobRecorder = field(default_factory=JobRecorder)
     stats: OutcomeStats = field(default_factory=OutcomeStats)
     _carry: Outcome | None = None  # taken from the channel, too big for the last batch
     _inflight: list[Outcome] = field(default_factory=list)
@@ -182,9 +185,14 @@ class OutcomeWriter(Actor):
     def _settle(self, batch: list[Outcome], applied: list[bool]) -> None:
         for outcome, ok in zip(batch, applied, strict=True):
             lease = outcome.lease
+            held = self.held.get(lease.job_id)
             self.held.settle(lease)
             if ok:
                 self.stats.written += 1
+                status = _FINAL.get(type(outcome)) if not isinstance(outcome, Fail) else \
+                    ("Failed" if outcome.retry_delay is None else None)
+                if status is not None and held is not None:
+                    self.recorder.finished(held.claimed.job.name, status)
             else:
                 self.stats.fenced += 1
                 log.warning("job %s: %s refused, the lease (token %d) is no longer ours",

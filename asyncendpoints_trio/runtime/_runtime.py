@@ -25,6 +25,7 @@ from .._handlers import HandlerRegistry
 from .._job import Job, JobStatus
 from .._text import plural
 from ..stores._protocol import JobStore, NewJob, Outcome, Submitted
+from ..telemetry._recorder import JobRecorder
 from ._actor import Actor
 from ._attempt import Attempts
 from ._dispatcher import Dispatcher
@@ -34,6 +35,7 @@ from ._intake import Intake, Reply, Submission
 from ._lease import LeaseKeeper
 from ._outcomes import OutcomeWriter
 from ._recovery import Recovery
+from ._statistics import RuntimeStatistics
 from ._supervisor import ActorHealth, supervise
 from ._worker import WorkerPool
 
@@ -67,6 +69,7 @@ class Runtime:
         self._actors: dict[str, Actor] = {}
         self.held = HeldJobs(config.concurrency + config.prefetch)
         self.pool: WorkerPool | None = None
+        self.recorder = JobRecorder()  # what jobs do here, per name: the job metrics
         self._jobs_rx: trio.MemoryReceiveChannel[HeldJob] | None = None
         self._submit_rx: trio.MemoryReceiveChannel[Submission] | None = None
         self._intake: Intake | None = None
@@ -113,13 +116,13 @@ class Runtime:
         owner = cfg.instance_id
 
         intake = Intake(self.store, submit_rx, cfg.submit_batch, cfg.batch_bytes,
-                        cfg.max_queued)
+                        cfg.max_queued, self.recorder)
         recovery = Recovery(self.store, cfg.recovery_interval, cfg.recovery_batch)
         dispatcher = Dispatcher(self.store, self.held, jobs_tx, owner, cfg.lease_ttl)
-        attempts = Attempts(cfg, self.handlers, self._rng)
+        attempts = Attempts(cfg, self.handlers, self._rng, self.recorder)
         pool = WorkerPool(attempts, self.held, cfg.concurrency, jobs_rx, out_tx)
         writer = OutcomeWriter(self.store, self.held, out_rx, cfg.restart_backoff_max,
-                               cfg.batch_bytes)
+                               cfg.batch_bytes, self.recorder)
         keeper = LeaseKeeper(self.store, self.held, owner, cfg.lease_ttl, cfg.heartbeat_interval)
         events = StoreEvents(self.store, self.held)
         self._actors = {"intake": intake, "recovery": recovery, "store_events": events}
@@ -238,9 +241,15 @@ class Runtime:
     # ---- observability ----------------------------------------------------------------------
 
     def health(self) -> dict[str, Any]:
+        now = trio.current_time()
+        cap = self.config.restart_backoff_max
         return {
             "accepting": self.accepting,
-            "actors": {name: dataclasses.asdict(h) for name, h in self._health.items()},
+            "actors": {name: {"state": h.state, "restarts": h.restarts,
+                              "last_error": h.last_error,
+                              "consecutive_failures": h.consecutive_failures,
+                              "crash_looping": h.crash_looping(now, cap)}
+                       for name, h in self._health.items()},
         }
 
     def consistency(self) -> list[str]:
@@ -271,13 +280,17 @@ class Runtime:
                 problems.append(f"job {h.job_id} is held as running but no handler runs it")
         return problems
 
-    def statistics(self) -> dict[str, Any]:
-        stats: dict[str, Any] = {
-            name: actor.statistics() for name, actor in self._actors.items()
-        }
-        stats["held_jobs"] = len(self.held)
-        stats["store"] = dict(self.store.statistics())
-        return stats
+    def statistics(self) -> RuntimeStatistics:
+        """A frozen snapshot of every actor's counters and the store's statistics."""
+        def of(name: str) -> Any:
+            actor = self._actors.get(name)
+            return None if actor is None else actor.statistics()
+
+        return RuntimeStatistics(
+            intake=of("intake"), recovery=of("recovery"), store_events=of("store_events"),
+            dispatcher=of("dispatcher"), workers=of("workers"), outcomes=of("outcomes"),
+            lease_keeper=of("lease_keeper"), held_jobs=len(self.held),
+            store=dict(self.store.statistics()))
 
 
 @dataclasses.dataclass(slots=True)

@@ -14,11 +14,24 @@ from ._actor import Actor
 log = logging.getLogger("asyncendpoints_trio.supervisor")
 
 
+# This many crashes in a row, none after a run long enough to reset the count, make an actor
+# crash-looping: the liveness probe fails.
+CRASH_LOOP = 3
+
+
 @dataclass(slots=True)
 class ActorHealth:
     state: str = "starting"  # starting | running | backing-off | stopped
     restarts: int = 0
     last_error: str | None = None
+    consecutive_failures: int = 0
+    running_since: float = 0.0  # trio time the current run began
+
+    def crash_looping(self, now: float, backoff_cap: float) -> bool:
+        """Failing again and again: restarted CRASH_LOOP times in a row, and not yet run
+        long enough since to call it recovered."""
+        return self.consecutive_failures >= CRASH_LOOP and (
+            self.state == "backing-off" or now - self.running_since <= backoff_cap)
 
 
 def root_cause(exc: BaseException) -> BaseException:
@@ -58,13 +71,14 @@ async def supervise(
     failures = 0
     while True:
         health.state = "running"
-        started = trio.current_time()
+        started = health.running_since = trio.current_time()
         try:
             await actor.run()
         except Exception as exc:
             if trio.current_time() - started > backoff_cap:
                 failures = 0
             failures += 1
+            health.consecutive_failures = failures
             health.restarts += 1
             health.last_error = describe(exc)
             health.state = "backing-off"

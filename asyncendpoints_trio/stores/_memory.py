@@ -140,8 +140,7 @@ class MemoryStore:
             job = self._jobs.get(job_id)
             if job is None or job.status is not _S.SCHEDULED or job.retry_count != retry_count:
                 continue
-            self._put(job, replace(job, status=_S.QUEUED, due_at=None,
-                                   last_updated_at=self._wall()))
+            self._put(job, replace(job, status=_S.QUEUED, last_updated_at=self._wall()))
             self._ready.push_back(job_id, job.priority)
             promoted += 1
         if promoted:
@@ -218,6 +217,7 @@ class MemoryStore:
             priority=new.priority,
             due_at=wall + new.delay if delayed and new.delay is not None else None,
             principal=new.principal,
+            trace=new.trace,
         )
         self._put(None, job)
         if new.idempotency_key is not None:
@@ -329,7 +329,7 @@ class MemoryStore:
                 self._put(job, scheduled)
                 self._schedule(scheduled, outcome.retry_delay)
         else:
-            self._put(job, replace(base, status=_S.QUEUED))
+            self._put(job, replace(base, status=_S.QUEUED, due_at=wall))
             self._ready.push_front(job.id)
             self._wake_workers()
 
@@ -410,12 +410,18 @@ class MemoryStore:
         base = replace(job, owner=None, last_updated_at=wall, error=error,
                        attempts=self._history(job, "LeaseExpired", error, wall))
         if retries_left:
-            self._put(job, replace(base, status=_S.QUEUED, retry_count=job.retry_count + 1))
+            self._put(job, replace(base, status=_S.QUEUED, retry_count=job.retry_count + 1,
+                                   due_at=wall))
             self._ready.push_front(job.id)
             self._wake_workers()
             return True
         self._put(job, replace(base, status=_S.FAILED, completed_at=wall))
         return False
+
+    async def counts(self) -> Mapping[str, int]:
+        await trio.lowlevel.checkpoint()
+        return {status.value: self._counts[status]
+                for status in (_S.QUEUED, _S.SCHEDULED, _S.IN_PROGRESS)}
 
     async def ping(self) -> None:
         await trio.lowlevel.checkpoint()

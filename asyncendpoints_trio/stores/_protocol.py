@@ -32,6 +32,7 @@ class NewJob:
     priority: int = 0  # MIN_PRIORITY..MAX_PRIORITY; higher is claimed first
     delay: float | None = None  # seconds: stored Scheduled, Queued once they have passed
     principal: str | None = None  # the app's owner claim, kept with the job
+    trace: str = ""  # W3C trace context of the submit (traceparent, tracestate), or ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +177,11 @@ class JobStore(Protocol):
 
         Bounded by ``limit`` per kind, idempotent, and safe to run on every instance at once.
         """
+        ...
+
+    async def counts(self) -> Mapping[str, int]:
+        """How many jobs wait, are scheduled and run now, fleet-wide: ``{"Queued": n,
+        "Scheduled": n, "InProgress": n}``. Cheap (O(1) per status)."""
         ...
 
     async def ping(self) -> None:

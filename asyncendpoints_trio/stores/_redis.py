@@ -200,7 +200,7 @@ class RedisStore:
                 payload=new.payload, max_retries=new.max_retries, created_at=created,
                 last_updated_at=created, context=new.context, priority=new.priority,
                 due_at=created + (new.delay or 0.0) if delayed else None,
-                principal=new.principal), created=True)
+                principal=new.principal, trace=new.trace), created=True)
         if kind == SUBMIT_SAME:
             other = reply[1].decode()
             job = decode_job(other, reply[2:7])
@@ -391,6 +391,16 @@ class RedisStore:
         return RecoveryReport(reclaimed=reclaimed, expired_failed=failed, promoted=promoted,
                               purged=purged,
                               next_in=None if next_in_ms < 0 else next_in_ms / 1000)
+
+    async def counts(self) -> Mapping[str, int]:
+        keys = self.keys
+        queued, scheduled, running = await self.client.pipeline(
+            [("ZCARD", keys.ready), ("ZCARD", keys.scheduled), ("ZCARD", keys.leases)])
+        for reply in (queued, scheduled, running):
+            if isinstance(reply, Exception):
+                raise reply
+        return {"Queued": int(queued), "Scheduled": int(scheduled),
+                "InProgress": int(running)}
 
     async def ping(self) -> None:
         await self.control.execute("PING")

@@ -87,7 +87,7 @@ def decode_job(job_id: str, snapshot: Sequence[Any]) -> Job | None:
     if not record or not data:
         return None
     st, tok, rt, mx, cn, cr, sa, co, up, owner, pr, du, _ = record.split(b"|", 12)
-    name, context, principal, payload = data.split(b"\0", 3)
+    name, context, principal, trace, payload = data.split(b"\0", 4)
     return Job(
         id=job_id,
         name=name.decode(),
@@ -108,13 +108,14 @@ def decode_job(job_id: str, snapshot: Sequence[Any]) -> Job | None:
         priority=int(pr),
         due_at=_seconds(du),
         principal=principal.decode() or None,
+        trace=trace.decode(),
         attempts=decode_history(history),
     )
 
 
 def encode_data(new: NewJob) -> bytes:
-    """``name \\0 context \\0 principal \\0 payload``: what never changes after submit (JSON
-    text and our names hold no NUL)."""
+    """``name \\0 context \\0 principal \\0 trace \\0 payload``: what never changes after
+    submit (JSON text, trace contexts and our names hold no NUL)."""
     context = b"" if new.context == EMPTY_CONTEXT else orjson.dumps(new.context.to_json_obj())
     principal = (new.principal or "").encode()
-    return new.name.encode() + b"\0" + context + b"\0" + principal + b"\0" + new.payload
+    return b"\0".join([new.name.encode(), context, principal, new.trace.encode(), new.payload])

@@ -10,6 +10,7 @@ runtime's group commit does); processing runs a ``Runtime`` with
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import sys
@@ -124,8 +125,9 @@ async def w_drain(args: Any, workload: str) -> dict[str, Any]:
     await store.aclose()
     await trio.sleep(0.1)
     out = throughput_figures(workload, args, enqueue_s, d, before, after_run)
-    out["runtime"] = {k: v for k, v in d.extra.items() if k in  # type: ignore[attr-defined]
-                      ("intake", "dispatcher", "workers", "outcomes")}
+    stats = d.extra  # type: ignore[attr-defined]
+    out["runtime"] = {k: dataclasses.asdict(getattr(stats, k))
+                      for k in ("intake", "dispatcher", "workers", "outcomes")}
     return out
 
 

@@ -117,7 +117,7 @@ async def test_a_claim_whose_reply_was_lost_runs_at_once_uncharged(redis_url: st
             job_id = (await rt.submit(new("Once", max_retries=0))).job.id
             with trio.fail_after(10):  # not after the 30 s lease
                 job = await wait_terminal(rt, job_id)
-            released = rt.statistics()["dispatcher"]["orphans_released"]
+            released = rt.statistics().dispatcher.orphans_released
     finally:
         await store.aclose()
     assert job.status is JobStatus.COMPLETED and job.retry_count == 0 and ran == [1]

@@ -58,7 +58,7 @@ async def test_handler_stops_before_its_lease_expires_when_heartbeats_hang(
     # back (its writes still got through): b ran it at once, and no attempt was charged.
     assert a_end == pytest.approx(FAST["lease_ttl"] * 0.9, abs=0.2)
     assert job.retry_count == 0
-    assert a.statistics()["lease_keeper"]["expired_locally"] == 1
+    assert a.statistics().lease_keeper.expired_locally == 1
 
 
 async def test_heartbeat_racing_our_own_finish_is_not_a_lost_lease(
@@ -77,8 +77,8 @@ async def test_heartbeat_racing_our_own_finish_is_not_a_lost_lease(
         jobs = [await wait_terminal(rt, i) for i in ids]
         stats = rt.statistics()
     assert all(j.status is JobStatus.COMPLETED and j.retry_count == 0 for j in jobs)
-    assert stats["lease_keeper"]["renewals"] > 10  # renewals did race the finishes
-    assert stats["lease_keeper"]["lost"] == 0 and stats["workers"]["lease_lost"] == 0
+    assert stats.lease_keeper.renewals > 10  # renewals did race the finishes
+    assert stats.lease_keeper.lost == 0 and stats.workers.lease_lost == 0
 
 
 async def test_a_claim_whose_reply_was_lost_is_released_uncharged(
@@ -100,11 +100,11 @@ async def test_a_claim_whose_reply_was_lost_is_released_uncharged(
         started = trio.current_time()
         job = await wait_terminal(rt, job_id)
         took = trio.current_time() - started
-        stats = rt.statistics()["dispatcher"]
+        stats = rt.statistics().dispatcher
     # Without the release it would sit leased to us for a whole TTL, then fail (no retries
     # left) without ever having run.
     assert job.status is JobStatus.COMPLETED and job.retry_count == 0 and ran == [1]
-    assert stats["orphans_released"] == 1 and took < FAST["lease_ttl"]
+    assert stats.orphans_released == 1 and took < FAST["lease_ttl"]
     assert store.injected("claim") == 1
 
 

@@ -42,7 +42,7 @@ async def test_an_unwritable_outcome_is_isolated(autojump_clock: trio.testing.Mo
         await trio.testing.wait_all_tasks_blocked()
         gate.set()
         jobs = [await wait_terminal(rt, i) for i in ids]
-        stats = rt.statistics()["outcomes"]
+        stats = rt.statistics().outcomes
         assert restarts(rt)["outcomes"] == 0 and len(rt.held) == 0
     statuses = [j.status for j in jobs]
     assert statuses == [JobStatus.COMPLETED] * 4 + [JobStatus.FAILED] + \
@@ -50,7 +50,7 @@ async def test_an_unwritable_outcome_is_isolated(autojump_clock: trio.testing.Mo
     poisoned = jobs[4]
     assert poisoned.error is not None and poisoned.error["code"] == "OutcomeUnwritable"
     assert "injected error reply" in poisoned.error["message"]
-    assert stats["splits"] >= 1 and stats["unwritable"] == 1
+    assert stats.splits >= 1 and stats.unwritable == 1
 
 
 async def test_a_write_that_keeps_failing_in_transit_while_the_store_answers(

@@ -166,7 +166,6 @@ local function promote(now, limit)
     if r and r.st == 'Scheduled' then
       r.st = 'Queued'
       r.up = ms(STAMP)
-      r.du = ''
       writes[#writes + 1] = id
       writes[#writes + 1] = enc(r)
       queued[#queued + 1] = id

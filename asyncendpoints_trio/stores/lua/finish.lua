@@ -73,6 +73,7 @@ for i = 0, n - 1 do
       scheduled[#scheduled + 1] = id
     else
       r.st = 'Queued'
+      r.du = ms(STAMP)
       released[#released + 1] = id
     end
     if TERMINAL[r.st] then

@@ -28,6 +28,7 @@ for _, id in ipairs(expired) do
       failed = failed + 1
     elseif r.rt < r.mx then
       r.st = 'Queued'
+      r.du = ms(STAMP)
       r.rt = r.rt + 1
       redis.call('HSET', ERR, id, ARGV[4])
       back[#back + 1] = id

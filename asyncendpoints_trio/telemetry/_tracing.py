@@ -1,0 +1,78 @@
+"""Spans, through the OpenTelemetry API only: with no SDK configured every call is the API's
+no-op, and no trace context is stored.
+
+A submit runs in a PRODUCER span ``send <job name>``, a child of whatever span is current
+in the request (an app instrumented with OpenTelemetry's ASGI middleware gets it under its
+HTTP server span). That span's W3C context is stored with the job; every attempt runs its
+handler in a CONSUMER span ``process <job name>`` whose parent it is, on whichever instance
+runs it. One trace thus runs from the client's request through every attempt, and spans a
+handler opens nest under its attempt's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+from opentelemetry import propagate, trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from .._error_info import safe_str, type_name
+
+_tracer = trace.get_tracer("asyncendpoints_trio")
+
+SYSTEM = "asyncendpoints"
+
+
+def _attributes(operation: str, job_name: str, queue: str) -> dict[str, Any]:
+    return {"messaging.system": SYSTEM, "messaging.operation.type": operation,
+            "messaging.destination.name": queue, "asyncendpoints.job.name": job_name}
+
+
+@contextmanager
+def send_span(job_name: str, queue: str) -> Iterator[Span]:
+    with _tracer.start_as_current_span(
+            f"send {job_name}", kind=SpanKind.PRODUCER,
+            attributes=_attributes("send", job_name, queue),
+            record_exception=False, set_status_on_exception=False) as span:
+        yield span
+
+
+def current_context() -> str:
+    """The current span's W3C context (traceparent, tracestate, baggage) as stored with a
+    job; ``""`` when there is none, as without an SDK."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return orjson.dumps(carrier).decode() if carrier else ""
+
+
+@contextmanager
+def process_span(job_name: str, job_id: str, attempt: int, queue: str,
+                 stored: str) -> Iterator[Span]:
+    parent = None
+    if stored:
+        try:
+            parent = propagate.extract(orjson.loads(stored))
+        except (ValueError, TypeError):
+            parent = None  # an unreadable context starts a trace of its own
+    attributes = _attributes("process", job_name, queue)
+    attributes["messaging.message.id"] = job_id
+    attributes["asyncendpoints.job.attempt"] = attempt
+    with _tracer.start_as_current_span(
+            f"process {job_name}", context=parent, kind=SpanKind.CONSUMER,
+            attributes=attributes, record_exception=False,
+            set_status_on_exception=False) as span:
+        yield span
+
+
+def end_attempt(span: Span, outcome: str, error: BaseException | None) -> None:
+    """Say how the attempt ended: its outcome, and for a failure the exception and ERROR."""
+    if not span.is_recording():
+        return
+    span.set_attribute("asyncendpoints.job.outcome", outcome)
+    if error is not None and outcome in ("failed", "retry", "timeout"):
+        span.record_exception(error)
+        span.set_status(Status(StatusCode.ERROR, f"{type_name(type(error))}: "
+                               f"{safe_str(error)}"[:200]))
