@@ -203,6 +203,12 @@ async def serve_metrics(endpoints: AsyncEndpoints, config: Any, sockets: Any) ->
     page = MetricsPage(lambda: endpoints.runtime, lambda: endpoints.store)
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":  # nothing to start or stop: say so
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
         if scope["type"] != "http":
             return
         found = scope["path"] == "/metrics"

@@ -73,6 +73,9 @@ class EndpointsConfig:
     # code) only with this on. The store and the logs keep them either way.
     expose_stack_traces: bool = False
     strict_validation: bool = False  # pydantic strict mode for request bodies ("5" is no int)
+    # Count what jobs and the store do, for the metrics page. Off, the page has only the
+    # actors' own statistics; it is cheap enough to leave on (docs: observability).
+    metrics: bool = True
 
     def __post_init__(self) -> None:
         for name, low, low_ok, optional in _NUMBERS:

@@ -11,10 +11,13 @@ from quart_trio import QuartTrio
 
 from asyncendpoints_trio import AsyncContext, AsyncEndpoints, EndpointsConfig
 
+from bench import _telemetry  # noqa: E402
+
+_telemetry.install()
 ours = QuartTrio("bench-ours")
 endpoints = AsyncEndpoints(ours, config=EndpointsConfig(
     concurrency=int(os.environ.get("BENCH_CONCURRENCY", "32")), max_queued=None,
-    shutdown_grace=1))
+    shutdown_grace=1, metrics=_telemetry.metrics_on()))
 
 
 @endpoints.handler("Noop")

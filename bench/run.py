@@ -40,7 +40,8 @@ from tests._redis_server import RedisServer  # noqa: E402
 
 PEERS = ("saq", "arq", "streaq", "taskiq")
 LIBS = ("ours", *PEERS)
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "T1", "T4")
+TELEMETRY = ("off", "metrics", "tracing")  # see bench/_telemetry.py
 PEER_VENV = BENCH / ".venv-peers"
 SCRIPTS = {"ours": "ours.py", "saq": "saq_bench.py", "arq": "arq_bench.py",
            "streaq": "streaq_bench.py", "taskiq": "taskiq_bench.py"}
@@ -141,6 +142,27 @@ def plan(libs: list[str], workloads: list[str], smoke: bool) -> list[Workload]:
                       redis=False),
                 Entry("ours-redis-api", "ours", (services, w, "--variant", "redis-api",
                                                  "--redis-url", "{redis_url}"))]
+        elif w == "T1":
+            if "ours" not in libs:
+                continue
+            wl = Workload(w, f"T1 telemetry cost on W1: {sizes['W1']:,} no-op jobs, Redis; "
+                          "off / metrics / metrics + tracing (SDK, every span, batch "
+                          "processor, dropping exporter); ratio to off", (
+                              Figure("process_jobs_per_s", "process jobs/s", True),),
+                          baseline="ours-off")
+            wl.entries = [Entry(f"ours-{mode}", "ours", lib_script("ours", "W1", n=sizes["W1"]),
+                                env=(("BENCH_TELEMETRY", mode),)) for mode in TELEMETRY]
+        elif w == "T4":
+            if "ours" not in libs or smoke:
+                continue
+            wl = Workload(w, "T4 telemetry cost on W4: HTTP submit, in-memory store, API and "
+                          "workers in one process; off / metrics / metrics + tracing; ratio "
+                          "to off", (Figure("req_per_s", "req/s", True),
+                                     Figure("p50_ms", "p50 ms", False, lat)),
+                          baseline="ours-off")
+            wl.entries = [Entry(f"ours-{mode}", "ours", (services, "W4", "--variant", "memory"),
+                                redis=False, env=(("BENCH_TELEMETRY", mode),))
+                          for mode in TELEMETRY]
         elif w == "W5":
             if "ours" not in libs:
                 continue
@@ -268,7 +290,7 @@ def render(workloads: list[Workload], summary: dict[str, Any], meta: dict[str, A
              f"{meta['loadavg_end'][0]:.2f} at the end; library at {meta['commit']}; "
              + ", ".join(meta["versions"].values()) + ".", ""]
     for wl in workloads:
-        ratio_head = "ratio to bare" if wl.baseline else "ratio to best peer"
+        ratio_head = f"ratio to {wl.baseline}" if wl.baseline else "ratio to best peer"
         lines += [f"### {wl.title}", "",
                   f"| library | figure | median | min–max | {ratio_head} |",  # noqa: RUF001
                   "|---|---|---:|---:|---:|"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -270,3 +271,19 @@ async def test_access_log_is_opt_in() -> None:
             logged = "asyncendpoints_trio.access" in service.text and \
                 "GET /openapi.json" in service.text
         assert logged == bool(flag)
+
+
+async def test_log_format_json_for_ours_and_hypercorns() -> None:
+    import json
+
+    args = ["serve", APP, "--bind", "127.0.0.1:0", "--log-format", "json"]
+    async with cli_process(args, ready=re.compile(rb'"Running on http://127\.0\.0\.1:\d+'))\
+            as service:
+        service.process.send_signal(signal.SIGTERM)
+        with trio.fail_after(20):
+            assert await service.process.wait() == 0
+        text = service.text
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    assert {line["logger"] for line in lines} >= {"asyncendpoints_trio.runtime",
+                                                  "asyncendpoints_trio.server"}
+    assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)

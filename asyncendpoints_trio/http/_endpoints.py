@@ -90,6 +90,8 @@ class AsyncEndpoints:
         if self._instrumented is None:
             if self._store is None:
                 self._store = make_store(self.config)
+            if not self.config.metrics:
+                return self._store
             self._instrumented = InstrumentedStore(self._store)
         return self._instrumented
 

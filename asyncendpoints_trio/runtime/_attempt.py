@@ -23,6 +23,7 @@ from .._error_info import error_from_exception, error_from_message, type_name
 from .._errors import JobTimeout
 from .._handlers import HandlerRegistry, HandlerSpec
 from .._job import Job
+from .._logging import job_fields
 from .._result import MethodResult
 from .._retry import RetryPolicy
 from .._text import plural
@@ -118,7 +119,7 @@ class Attempts:
         except Exception as exc:  # ValidationError, or a validator that raised on old data
             self.stats.failed += 1
             log.warning("job %s: the stored request of %s does not validate: %s", job.id,
-                        job.name, type(exc).__name__)
+                        job.name, type(exc).__name__, extra=job_fields(job))
             return Fail(held.lease, error_from_exception("InvalidPayload", exc), None)
         ctx: AsyncContext[Any] = AsyncContext(request, job.id, job.name, job.attempt, job.context)
         waited = None if job.started_at is None else \
@@ -202,18 +203,19 @@ class Attempts:
         except Exception as exc:
             self.stats.failed += 1
             log.warning("job %s: result of %s does not serialize: %s", job.id, job.name,
-                        type(exc).__name__)
+                        type(exc).__name__, extra=job_fields(job))
             return Fail(held.lease, error_from_exception("ResultSerializationError", exc), None)
         limit = self.config.max_result_bytes
         if len(result) > limit:
             self.stats.failed += 1
             log.warning("job %s: result of %s is %d bytes, over max_result_bytes (%d)",
-                        job.id, job.name, len(result), limit)
+                        job.id, job.name, len(result), limit, extra=job_fields(job))
             return Fail(held.lease, error_from_message(
                 "ResultTooLarge", f"the result is {len(result)} bytes; the limit "
                 f"(max_result_bytes) is {limit}"), None)
         self.stats.succeeded += 1
-        log.debug("job %s (%s) attempt %d completed", job.id, job.name, job.attempt)
+        log.debug("job %s (%s) attempt %d completed", job.id, job.name, job.attempt,
+                  extra=job_fields(job))
         return Complete(held.lease, result)
 
     def _after_cancel(self, held: HeldJob) -> Outcome | None:
@@ -226,10 +228,12 @@ class Attempts:
         self.stats.lease_lost += 1
         if held.reason is CancelReason.LEASE_EXPIRING:
             log.warning("job %s (%s) attempt %d: lease in doubt, handler stopped; handing the "
-                        "job back", held.job_id, held.claimed.job.name, held.claimed.job.attempt)
+                        "job back", held.job_id, held.claimed.job.name, held.claimed.job.attempt,
+                        extra=job_fields(held.claimed.job))
             return Release(held.lease, ran=held.started)
         log.warning("job %s (%s) attempt %d: lease lost, handler stopped; its result is not "
-                    "written", held.job_id, held.claimed.job.name, held.claimed.job.attempt)
+                    "written", held.job_id, held.claimed.job.name, held.claimed.job.attempt,
+                    extra=job_fields(held.claimed.job))
         return None
 
     def _failure(
@@ -248,10 +252,12 @@ class Attempts:
             log.warning("job %s (%s) attempt %d failed with %s: %s; retry %d of %d in %.1fs",
                         job.id, job.name, job.attempt, kind, error["message"],
                         job.retry_count + 1, job.max_retries, delay,
-                        exc_info=exc if log.isEnabledFor(logging.DEBUG) else None)
+                        exc_info=exc if log.isEnabledFor(logging.DEBUG) else None,
+                        extra=job_fields(job))
             return Fail(held.lease, error, delay)
         self.stats.failed += 1
         why = "no retries left" if policy.is_retryable(exc) else "not retryable"
         log.error("job %s (%s) failed for good after %s (%s): %s: %s", job.id, job.name,
-                  plural(job.attempt, "attempt"), why, kind, error["message"], exc_info=exc)
+                  plural(job.attempt, "attempt"), why, kind, error["message"], exc_info=exc,
+                  extra=job_fields(job))
         return Fail(held.lease, error, None)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from .._logging import job_fields
 from .._text import plural
 from ..stores._protocol import JobStore
 from ._actor import Actor
@@ -102,7 +103,7 @@ class LeaseKeeper(Actor):
                     self.stats.lost += 1
                     self.stats.refused += 1
                     log.warning("job %s: lease refused on renewal; stopping its handler",
-                                h.job_id)
+                                h.job_id, extra=job_fields(h.claimed.job))
                     h.cancel(CancelReason.LEASE_LOST)
             else:
                 h.renewed_at = max(h.renewed_at, sent_at)
@@ -125,7 +126,7 @@ class LeaseKeeper(Actor):
                     self.stats.expired_locally += 1
                     log.warning("job %s: no renewal accepted for %.1fs, its lease may expire "
                                 "on the store; stopping its handler", h.job_id,
-                                now - h.renewed_at)
+                                now - h.renewed_at, extra=job_fields(h.claimed.job))
                     h.cancel(CancelReason.LEASE_EXPIRING)
                 else:
                     earliest = min(earliest, deadline)

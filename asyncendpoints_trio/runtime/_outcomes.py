@@ -157,19 +157,21 @@ class OutcomeWriter(Actor):
         replacement = _plain_failure(outcome, exc)
         if replacement is not None:
             log.error("job %s: its %s cannot be stored (%s); failing the job instead",
-                      outcome.lease.job_id, type(outcome).__name__, safe_str(exc))
+                      outcome.lease.job_id, type(outcome).__name__, safe_str(exc),
+                      extra={"job_id": outcome.lease.job_id})
             try:
                 applied = await self._finish_once([replacement])
             except Exception as again:
                 log.error("job %s: not even its failure can be stored (%s)",
-                          outcome.lease.job_id, safe_str(again))
+                          outcome.lease.job_id, safe_str(again),
+                          extra={"job_id": outcome.lease.job_id})
             else:
                 self._settle([replacement], applied)
                 return
         # Let it go: stop renewing, so the lease expires and recovery gives the job to a
         # peer (or here) again. Better than holding every later outcome behind it.
         log.error("job %s: giving up on its outcome; it is retried once its lease expires",
-                  outcome.lease.job_id)
+                  outcome.lease.job_id, extra={"job_id": outcome.lease.job_id})
         self.held.settle(outcome.lease)
 
     async def _finish_once(self, batch: list[Outcome]) -> list[bool]:
@@ -196,7 +198,8 @@ class OutcomeWriter(Actor):
             else:
                 self.stats.fenced += 1
                 log.warning("job %s: %s refused, the lease (token %d) is no longer ours",
-                            lease.job_id, type(outcome).__name__, lease.token)
+                            lease.job_id, type(outcome).__name__, lease.token,
+                            extra={"job_id": lease.job_id})
 
 
 def _plain_failure(outcome: Outcome, exc: Exception) -> Outcome | None:

@@ -25,7 +25,7 @@ from .._handlers import HandlerRegistry
 from .._job import Job, JobStatus
 from .._text import plural
 from ..stores._protocol import JobStore, NewJob, Outcome, Submitted
-from ..telemetry._recorder import JobRecorder
+from ..telemetry._recorder import JobRecorder, NullRecorder
 from ._actor import Actor
 from ._attempt import Attempts
 from ._dispatcher import Dispatcher
@@ -69,7 +69,8 @@ class Runtime:
         self._actors: dict[str, Actor] = {}
         self.held = HeldJobs(config.concurrency + config.prefetch)
         self.pool: WorkerPool | None = None
-        self.recorder = JobRecorder()  # what jobs do here, per name: the job metrics
+        # What jobs do here, per name: the job metrics.
+        self.recorder = JobRecorder() if config.metrics else NullRecorder()
         self._jobs_rx: trio.MemoryReceiveChannel[HeldJob] | None = None
         self._submit_rx: trio.MemoryReceiveChannel[Submission] | None = None
         self._intake: Intake | None = None

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from .._logging import job_fields
 from ..stores._protocol import Outcome
 from ._actor import Actor
 from ._attempt import Attempts, AttemptStats
@@ -75,5 +76,6 @@ class WorkerPool(Actor):
             if held.outcome is None and held.reason is not CancelReason.LEASE_LOST:
                 held.outcome = self.attempts.crashed(held, exc)
             log.warning("job %s: its worker died with the pool; %s", held.job_id,
-                        "settling it" if held.outcome is not None else "dropping it")
+                        "settling it" if held.outcome is not None else "dropping it",
+                        extra=job_fields(held.claimed.job))
             await self._hand_over(held)

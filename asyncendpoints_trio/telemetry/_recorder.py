@@ -65,3 +65,22 @@ class JobRecorder:
             retries=dict(self._retries), running=dict(self._running),
             queue_wait={k: h.snapshot() for k, h in self._queue_wait.items()},
             run={k: h.snapshot() for k, h in self._run.items()})
+
+
+class NullRecorder(JobRecorder):
+    """``metrics=False``: records nothing."""
+
+    def submitted(self, name: str) -> None:
+        pass
+
+    def started(self, name: str, waited: float | None) -> None:
+        pass
+
+    def ended(self, name: str, outcome: str, seconds: float) -> None:
+        pass
+
+    def finished(self, name: str, status: str) -> None:
+        pass
+
+    def retried(self, name: str) -> None:
+        pass

@@ -11,11 +11,13 @@ handler opens nest under its attempt's.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import orjson
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
@@ -57,14 +59,25 @@ def process_span(job_name: str, job_id: str, attempt: int, queue: str,
             parent = propagate.extract(orjson.loads(stored))
         except (ValueError, TypeError):
             parent = None  # an unreadable context starts a trace of its own
-    attributes = _attributes("process", job_name, queue)
+    attributes = dict(_fixed(job_name, queue))
     attributes["messaging.message.id"] = job_id
     attributes["asyncendpoints.job.attempt"] = attempt
-    with _tracer.start_as_current_span(
-            f"process {job_name}", context=parent, kind=SpanKind.CONSUMER,
-            attributes=attributes, record_exception=False,
-            set_status_on_exception=False) as span:
+    # start_span and attach by hand rather than start_as_current_span: two context
+    # managers fewer per attempt, which the profile of a no-op job showed.
+    span = _tracer.start_span(f"process {job_name}", context=parent, kind=SpanKind.CONSUMER,
+                              attributes=attributes, record_exception=False,
+                              set_status_on_exception=False)
+    token = otel_context.attach(trace.set_span_in_context(span))
+    try:
         yield span
+    finally:
+        otel_context.detach(token)
+        span.end()
+
+
+@functools.lru_cache(maxsize=256)
+def _fixed(job_name: str, queue: str) -> tuple[tuple[str, Any], ...]:
+    return tuple(_attributes("process", job_name, queue).items())
 
 
 def end_attempt(span: Span, outcome: str, error: BaseException | None) -> None:

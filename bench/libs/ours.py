@@ -38,10 +38,13 @@ from _common import (  # noqa: E402
 )
 from pydantic import TypeAdapter  # noqa: E402
 
+import _telemetry  # noqa: E402
+
 from asyncendpoints_trio import AsyncContext, AsyncEndpoints, EndpointsConfig, Runtime  # noqa: E402
 from asyncendpoints_trio.stores import RedisStore  # noqa: E402
 from asyncendpoints_trio.stores._memory import MemoryStore  # noqa: E402
 from asyncendpoints_trio.stores._protocol import Complete, NewJob  # noqa: E402
+from asyncendpoints_trio.telemetry._instrumented import InstrumentedStore  # noqa: E402
 
 # Jobs per store.submit call, and how many such calls are in flight at once. 256 is the
 # runtime's own group-commit limit (EndpointsConfig.submit_batch).
@@ -56,8 +59,10 @@ def new_job(name: str, payload: bytes) -> NewJob:
 
 def make_endpoints(concurrency: int) -> AsyncEndpoints:
     # No app: AsyncEndpoints is only the handler registry and config here.
+    _telemetry.install()
     return AsyncEndpoints(config=EndpointsConfig(concurrency=concurrency, max_queued=None,
-                                                 shutdown_grace=1.0))
+                                                 shutdown_grace=1.0,
+                                                 metrics=_telemetry.metrics_on()))
 
 
 async def bulk_submit(store: RedisStore, jobs: list[NewJob]) -> float:
@@ -77,7 +82,9 @@ async def bulk_submit(store: RedisStore, jobs: list[NewJob]) -> float:
 
 async def drain(store: RedisStore, endpoints: AsyncEndpoints, d: Drain, n: int) -> None:
     """Start a Runtime on ``n`` queued jobs; return once all are terminal in Redis."""
-    runtime = Runtime(store, endpoints.handlers, endpoints.config)
+    # As AsyncEndpoints would: the store's calls timed and counted when metrics are on.
+    timed = InstrumentedStore(store) if endpoints.config.metrics else store
+    runtime = Runtime(timed, endpoints.handlers, endpoints.config)
     async with trio.open_nursery() as nursery:
         d.worker_started = time.perf_counter()
         await nursery.start(runtime.run)

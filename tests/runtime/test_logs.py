@@ -48,3 +48,26 @@ async def test_job_lines_and_their_levels(autojump_clock: trio.testing.MockClock
     assert final[0].exc_info is not None  # the whole chain stays in the logs
     stopped = [r.getMessage() for r in caplog.records if "stopped" in r.getMessage()]
     assert stopped[-1].endswith("its drain handed 0 jobs back to the queue")
+
+
+async def test_job_lines_carry_the_jobs_fields_and_json_writes_them(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    import json
+
+    from asyncendpoints_trio._logging import JsonFormatter
+
+    async def flaky(ctx: AsyncContext[Any]) -> None:
+        raise Flaky("once")
+
+    caplog.set_level(logging.DEBUG, logger="asyncendpoints_trio")
+    policy = RetryPolicy(max_retries=0)
+    async with running(registry(Flaky=(flaky, {"retry": policy}))) as rt:
+        job_id = (await rt.submit(new("Flaky", max_retries=0))).job.id
+        await wait_terminal(rt, job_id)
+    [record] = [r for r in caplog.records if r.levelno == logging.ERROR]
+    line = json.loads(JsonFormatter().format(record))
+    assert (line["job_id"], line["job_name"], line["attempt"]) == (job_id, "Flaky", 1)
+    assert line["level"] == "ERROR" and line["logger"] == "asyncendpoints_trio.worker"
+    assert line["exception"]["type"] == "Flaky" and "raise Flaky" in line["exception"][
+        "traceback"]
