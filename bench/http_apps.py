@@ -10,8 +10,7 @@ from quart import Response
 from quart_trio import QuartTrio
 
 from asyncendpoints_trio import AsyncContext, AsyncEndpoints, EndpointsConfig
-
-from bench import _telemetry  # noqa: E402
+from bench import _telemetry
 
 _telemetry.install()
 ours = QuartTrio("bench-ours")

@@ -23,6 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+import _telemetry  # noqa: E402
 import orjson  # noqa: E402
 import trio  # noqa: E402
 from _common import (  # noqa: E402
@@ -37,8 +38,6 @@ from _common import (  # noqa: E402
     throughput_figures,
 )
 from pydantic import TypeAdapter  # noqa: E402
-
-import _telemetry  # noqa: E402
 
 from asyncendpoints_trio import AsyncContext, AsyncEndpoints, EndpointsConfig, Runtime  # noqa: E402
 from asyncendpoints_trio.stores import RedisStore  # noqa: E402
