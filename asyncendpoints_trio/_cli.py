@@ -54,7 +54,7 @@ class _Help(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpF
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> typing.NoReturn:
         # argparse's own: usage and the message; "error:" first, for people and scripts.
-        self.exit(2, f"error: {message}\n(see {self.prog} --help)\n")
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def _level(text: str) -> str:
@@ -176,6 +176,9 @@ def load_endpoints(app_path: str, overrides: dict[str, Any]) -> tuple[Any, Async
         raise ConfigurationError(str(exc)) from None
     except ImportError as exc:
         raise ConfigurationError(f"cannot import {app_path}: {exc}") from None
+    except Exception as exc:  # the app's module itself failed while being imported
+        raise ConfigurationError(f"importing {app_path} failed: {type(exc).__name__}: "
+                                 f"{exc}") from None
     app = typing.cast(Any, wrapper).app  # ASGIWrapper keeps the framework app here
     return app, configure(endpoints_of(app), overrides)
 

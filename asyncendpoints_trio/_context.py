@@ -53,6 +53,7 @@ class AsyncContext(Generic[T]):
     job_name: str
     attempt: int  # 1 on the first run, 2 on the first retry, ...
     http: HttpContext
+    owner: str | None = None  # the submitting request's owner claim (AsyncEndpoints.owner_of)
 
     @property
     def headers(self) -> Headers:

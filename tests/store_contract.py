@@ -139,6 +139,29 @@ class StoreContract:
             while not await store.claim(OWNER, 1, TTL):
                 await store.wait_for_work(5.0)
 
+    async def test_a_retry_scheduled_while_an_idle_waiter_waits_is_claimed_on_time(
+        self, store: JobStore, clock: object
+    ) -> None:
+        """The dispatcher's way: claim, and when nothing comes, wait. A retry scheduled
+        after the wait began (by this instance or another) must still be claimed when due,
+        not when the 30 s wait runs out."""
+        await submit_one(store)
+        [claimed] = await store.claim(OWNER, 1, TTL)
+        got: list[float] = []
+
+        async def dispatcher() -> None:
+            while not await store.claim(OWNER, 1, TTL):
+                await store.wait_for_work(30.0)
+            got.append(trio.current_time())
+
+        with trio.fail_after(3):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(dispatcher)
+                await trio.sleep(0.1)  # it waits now
+                scheduled_at = trio.current_time()
+                assert await store.finish([Fail(claimed.lease, ERROR, 0.3)]) == [True]
+        assert 0.25 <= got[0] - scheduled_at < 1.5
+
     async def test_fail_for_good(self, store: JobStore, clock: object) -> None:
         await submit_one(store)
         [claimed] = await store.claim(OWNER, 1, TTL)

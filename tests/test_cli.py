@@ -158,6 +158,7 @@ APP = "tests.apps.cli_app:app"
     (["worker", APP], "in-memory store"),
     (["serve", "nosuch:app"], "nosuch"),
     (["serve", "tests.apps.cli_app:nothing"], "nothing"),
+    (["serve", "tests.apps.broken_app:app"], "the settings file is missing"),
 ])
 def test_mistakes_get_one_line_and_exit_2(args: list[str], says: str) -> None:
     assert says in one_line_error(cli(*args))

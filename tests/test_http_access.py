@@ -49,6 +49,7 @@ def make_app(config: EndpointsConfig | None = None, *, owners: bool = True,
     async def note(ctx: AsyncContext[Note]) -> str:
         seen["headers"] = dict(ctx.headers)
         seen["client"] = ctx.client_address
+        seen["owner"] = ctx.owner
         return ctx.request.text.upper()
 
     @endpoints.handler("Boom", retry=RetryPolicy(max_retries=0))
@@ -74,6 +75,7 @@ async def test_a_job_is_shown_only_to_its_owner() -> None:
         location = made.headers["location"]
         mine = await client.get(location, params={"wait": 5}, headers=A)
         assert mine.status_code == 200 and mine.json()["result"] == "MINE"
+        assert app.extensions["seen"]["owner"] == "a"  # the handler knows whose job it is
         # Another tenant, or nobody, sees what a job id that does not exist shows.
         for stranger in (B, {}):
             seen = await client.get(location, headers=stranger)

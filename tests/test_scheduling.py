@@ -89,13 +89,16 @@ async def test_higher_priority_is_claimed_first() -> None:
         ignored = await client.post("/fixed", json={"label": "fixed"},
                                     headers={"x-priority": "9"})
         assert ignored.json()["priority"] == 0  # this route takes no client priority
+        unread = await client.post("/fixed", json={"label": "fixed-2"},
+                                   headers={"x-priority": "high"})
+        assert unread.status_code == 202  # nor reads the header at all
         for bad in ("10", "-1", "high", ""):
             assert_problem(await client.post("/steps", json={"label": "x"},
                                              headers={"x-priority": bad}), 400, "BadPriority")
         gate.set()
-        last = ignored.headers["location"]
+        last = unread.headers["location"]
         assert (await client.get(last, params={"wait": 5})).json()["status"] == "Completed"
-    assert order == ["gate", "header-9", "route-7", "low-1", "low-2", "fixed"]
+    assert order == ["gate", "header-9", "route-7", "low-1", "low-2", "fixed", "fixed-2"]
 
 
 async def test_a_delayed_job_starts_on_time_without_polling(

@@ -99,7 +99,7 @@ class RequestMeta:
     raw_key: str | None  # the idempotency key as sent (normalised for X-Async-Request-Id)
     chosen_id: str | None  # a job id chosen with X-Async-Request-Id
     delay: float | None  # seconds until the job may start (X-Not-Before)
-    priority: int | None  # X-Priority
+    raw_priority: str | None  # X-Priority, as sent: parsed only where the route takes it
 
 
 def read_meta(request: Request, config: EndpointsConfig) -> RequestMeta:
@@ -144,7 +144,7 @@ def read_meta(request: Request, config: EndpointsConfig) -> RequestMeta:
         chosen = None
     return RequestMeta(context, tuple(every), key, chosen,
                        _not_before(found.get(NOT_BEFORE_HEADER)),
-                       _priority(found.get(PRIORITY_HEADER)))
+                       found.get(PRIORITY_HEADER))
 
 
 _META_HEADERS = frozenset({*IDEMPOTENCY_HEADERS, NOT_BEFORE_HEADER, PRIORITY_HEADER})
@@ -180,7 +180,7 @@ def _not_before(raw: str | None) -> float | None:
     return delay if delay > 0 else None
 
 
-def _priority(raw: str | None) -> int | None:
+def parse_priority(raw: str | None) -> int | None:
     if raw is None:
         return None
     if not raw.strip().isdigit() or not MIN_PRIORITY <= int(raw) <= MAX_PRIORITY:

@@ -18,7 +18,15 @@ from ..stores._protocol import NewJob
 from ..telemetry._tracing import current_context, send_span
 from ._access import Access, AuthorizeHook, admit, call_hook, owner_claim
 from ._problems import Problem, problem
-from ._request import fingerprint, job_id_for, read_body, read_meta, scoped_key, validate
+from ._request import (
+    fingerprint,
+    job_id_for,
+    parse_priority,
+    read_body,
+    read_meta,
+    scoped_key,
+    validate,
+)
 
 if TYPE_CHECKING:
     from ._endpoints import AsyncEndpoints
@@ -110,8 +118,9 @@ def make_submit_view(
                 if answer is not None:
                     return await answer_of(answer)
             priority = options.priority
-            if meta.priority is not None and options.client_priority:
-                priority = meta.priority
+            if options.client_priority:
+                asked = parse_priority(meta.raw_priority)
+                priority = priority if asked is None else asked
             # The body as sent: it validated, so the worker's validation of the same bytes
             # gives the same value. Only an idempotency key needs the canonical form, to
             # tell "the same request" from another regardless of whitespace or key order.

@@ -121,7 +121,8 @@ class Attempts:
             log.warning("job %s: the stored request of %s does not validate: %s", job.id,
                         job.name, type(exc).__name__, extra=job_fields(job))
             return Fail(held.lease, error_from_exception("InvalidPayload", exc), None)
-        ctx: AsyncContext[Any] = AsyncContext(request, job.id, job.name, job.attempt, job.context)
+        ctx: AsyncContext[Any] = AsyncContext(request, job.id, job.name, job.attempt, job.context,
+                                              job.principal)
         waited = None if job.started_at is None else \
             job.started_at - (job.due_at if job.due_at is not None else job.created_at)
         self.recorder.started(job.name, waited)

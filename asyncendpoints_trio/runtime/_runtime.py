@@ -138,8 +138,8 @@ class Runtime:
             for name, actor in self._actors.items():
                 actors[name] = await nursery.start(self._supervised, name, actor)
             self._submit = submit_tx
-            log.info("runtime %s started: %d workers, store %s", owner,
-                     cfg.concurrency if cfg.run_workers else 0, type(self.store).__name__)
+            log.info("runtime %s started: %d workers, %s", owner,
+                     cfg.concurrency if cfg.run_workers else 0, self.store.describe())
             task_status.started(self)
 
             await self._stop.wait()

@@ -120,7 +120,11 @@ end
 if #results > 0 then call_many('HSET', OUT, results) end
 if #clear_errors > 0 then call_many('HDEL', ERR, clear_errors) end
 if #errors > 0 then call_many('HSET', ERR, errors) end
-if #scheduled > 0 then call_many('ZADD', SCHEDULED, scheduled) end
+if #scheduled > 0 then
+  call_many('ZADD', SCHEDULED, scheduled)
+  -- An idle instance waits without knowing of this retry: wake one to learn its due time.
+  wake()
+end
 if #released > 0 then
   enqueue_front(released)
 end
