@@ -24,6 +24,7 @@ import trio
 from ._backoff import backoff_delay
 from ._cli import configure, load_endpoints, overrides_of, refuse_unworkable
 from ._errors import ConfigurationError, StoreError
+from ._logging import HYPERCORN_WORKER_LOGGING
 from .http._endpoints import AsyncEndpoints, endpoints_of
 from .runtime import OUTCOME_FLUSH, Runtime
 from .stores._protocol import JobStore
@@ -147,6 +148,7 @@ def serve(args: argparse.Namespace, app: Any, endpoints: AsyncEndpoints) -> int:
                                        "metrics": args.metrics})
     config.application_path = "asyncendpoints_trio._cli_app:load()"
     config.errorlog = "-"  # the workers are new processes: a logger object would not travel
+    config.logconfig_dict = HYPERCORN_WORKER_LOGGING
     return int(run(config))
 
 

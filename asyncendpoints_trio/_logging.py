@@ -31,6 +31,7 @@ class JsonFormatter(logging.Formatter):
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "level": record.levelname,
             "logger": record.name,
+            "process": record.process,  # serve --workers N: which process said it
             "message": record.getMessage(),
         }
         for name in JOB_FIELDS:
@@ -50,3 +51,24 @@ def configure_logging(level: str, fmt: str = "text") -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+class AsServerLogger(logging.Filter):
+    """Give Hypercorn's records our server logger's name."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.name = "asyncendpoints_trio.server"
+        return True
+
+
+# For ``serve --workers N``: each worker process makes Hypercorn's error logger from the
+# config, and a logger object does not travel to a new process, so it is named by "-",
+# which gives it a stderr handler of Hypercorn's format. Hypercorn applies this after: the
+# handler goes, the records pass up to our root handler, under our name.
+HYPERCORN_WORKER_LOGGING: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"as_server": {"()": f"{__name__}.AsServerLogger"}},
+    "loggers": {"hypercorn.error": {"handlers": [], "filters": ["as_server"],
+                                    "propagate": True}},
+}

@@ -138,8 +138,6 @@ def plan(libs: list[str], workloads: list[str], smoke: bool) -> list[Workload]:
                       redis=False),
                 Entry("ours-redis", "ours", (services, w, "--variant", "redis",
                                              "--redis-url", "{redis_url}")),
-                Entry("ours-memory-api", "ours", (services, w, "--variant", "memory-api"),
-                      redis=False),
                 Entry("ours-redis-api", "ours", (services, w, "--variant", "redis-api",
                                                  "--redis-url", "{redis_url}"))]
         elif w == "T1":

@@ -286,7 +286,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("workload", choices=["W4", "W5", "W6"])
     p.add_argument("--variant", default="memory",
-                   choices=["bare", "memory", "redis", "memory-api", "redis-api"])
+                   choices=["bare", "memory", "redis", "redis-api"])
     p.add_argument("--redis-url")
     p.add_argument("--seconds", type=float, default=10.0, help="W4: wrk duration")
     p.add_argument("--connections", type=int, default=50, help="W4: wrk connections")

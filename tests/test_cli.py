@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -50,7 +51,7 @@ async def test_serve_with_several_workers_and_sigint(tmp_path: Path) -> None:
 
 async def _several_workers(url: str) -> None:
     args = ["serve", "tests.apps.cli_app:app", "--bind", "127.0.0.1:0", "--workers", "2",
-            "--graceful-timeout", "2", "--redis-url", url]
+            "--graceful-timeout", "2", "--redis-url", url, "--log-format", "json"]
     async with cli_process(args) as service:
         async with httpx.AsyncClient(base_url=service.url) as client:
             for _ in range(4):
@@ -61,6 +62,13 @@ async def _several_workers(url: str) -> None:
         service.process.send_signal(signal.SIGINT)
         with trio.fail_after(30):
             assert await service.process.wait() == 0
+    # Hypercorn's own lines too come once each, in our format, from every process.
+    lines = [json.loads(line) for line in service.text.splitlines() if line.strip()]
+    hypercorn = [line for line in lines if line["logger"] == "asyncendpoints_trio.server"]
+    assert hypercorn and len({line["process"] for line in hypercorn}) >= 2
+    running = [(line["process"], line["message"]) for line in hypercorn
+               if "Running on" in line["message"]]
+    assert len(running) == len(set(running)) == 2  # one each
 
 
 async def test_worker_command_starts_and_stops() -> None:

@@ -45,7 +45,10 @@ async def test_a_hung_store_gives_a_page_without_the_store_gauges(
         assert trio.current_time() - started <= COUNTS_TIMEOUT + 0.01
         assert "asyncendpoints_queue_jobs" not in names(hung)
         assert "asyncendpoints_jobs_finished" in names(hung)  # the rest is all there
+        # The read given up on is a store error on the page: what an alert watches.
+        assert store.metrics().errors.get("counts") == 1
         link.clear()
     text = hung.decode()
     assert 'asyncendpoints_jobs_finished_total{job_name="Ok",status="Completed"} 1.0' in text
     assert 'asyncendpoints_jobs_submitted_total{job_name="Ok"} 1.0' in text
+    assert 'asyncendpoints_store_errors_total{operation="counts"} 1.0' in text

@@ -15,7 +15,9 @@ log = logging.getLogger("asyncendpoints_trio.supervisor")
 
 
 # This many crashes in a row, none after a run long enough to reset the count, make an actor
-# crash-looping: the liveness probe fails.
+# crash-looping: the liveness probe fails. A stop because the store is unreachable is not a
+# crash: restarting the process would not bring the store back, and a liveness probe that
+# failed through every store outage would restart a whole healthy fleet at once.
 CRASH_LOOP = 3
 
 
@@ -76,14 +78,16 @@ async def supervise(
             await actor.run()
         except Exception as exc:
             if trio.current_time() - started > backoff_cap:
-                failures = 0
+                failures = health.consecutive_failures = 0
             failures += 1
-            health.consecutive_failures = failures
+            outage = isinstance(root_cause(exc), StoreUnavailable)
+            if not outage:
+                health.consecutive_failures += 1
             health.restarts += 1
             health.last_error = describe(exc)
             health.state = "backing-off"
             delay = backoff_delay(failures, backoff_cap)
-            if isinstance(root_cause(exc), StoreUnavailable):
+            if outage:
                 # The store's client logs the outage once, and its end; here only a line.
                 log.log(logging.INFO if failures == 1 else logging.DEBUG,
                         "actor %s stopped: %s; restarting in %.2fs", name, health.last_error,

@@ -69,6 +69,11 @@ class InstrumentedStore:
             self._errors[operation] += 1
             raise
 
+    def count_error(self, operation: str) -> None:
+        """Count a call that failed in a way the wrapper cannot see: one its caller gave up
+        on (a timeout is a cancellation to the call)."""
+        self._errors[operation] += 1
+
     def metrics(self) -> StoreMetrics:
         return StoreMetrics(dict(self._calls), dict(self._errors),
                             {k: h.snapshot() for k, h in self._seconds.items()})

@@ -70,11 +70,16 @@ class MetricsPage:
             return
         self._counts_at = now
         self._counts = None
-        with trio.move_on_after(COUNTS_TIMEOUT):
+        store = self._store()
+        with trio.move_on_after(COUNTS_TIMEOUT) as waited:
             try:
-                self._counts = await self._store().counts()
+                self._counts = await store.counts()
             except Exception:
                 self._counts = None  # the store's errors are counted by its wrapper
+        if waited.cancelled_caught and isinstance(store, InstrumentedStore):
+            # The wrapper sees a cancellation, which is no error of the store's; a store
+            # that does not answer is one, and the error counter is where an alert looks.
+            store.count_error("counts")
 
     def families(self) -> Iterator[Metric]:
         runtime = self._runtime()
