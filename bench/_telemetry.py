@@ -3,7 +3,9 @@
 - ``off``: ``EndpointsConfig(metrics=False)`` and no OpenTelemetry SDK (the API's no-op);
 - ``metrics`` (the default): the metrics recorded, still no SDK;
 - ``tracing``: metrics, and an SDK TracerProvider sampling every span into a
-  BatchSpanProcessor whose exporter drops them (the cost of making spans, not of shipping).
+  BatchSpanProcessor whose exporter drops them (the cost of making spans, not of shipping);
+- ``sampled``: as ``tracing``, with the sampler production setups use,
+  ``ParentBased(TraceIdRatioBased(0.1))``: one trace in ten is recorded.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ def metrics_on() -> bool:
 
 
 def install() -> None:
-    if MODE != "tracing":
+    if MODE not in ("tracing", "sampled"):
         return
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
@@ -34,6 +36,9 @@ def install() -> None:
         def export(self, spans: Sequence[Any]) -> SpanExportResult:
             return SpanExportResult.SUCCESS
 
-    provider = TracerProvider()
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
+    sampler = ParentBased(TraceIdRatioBased(0.1)) if MODE == "sampled" else None
+    provider = TracerProvider(sampler=sampler)
     provider.add_span_processor(BatchSpanProcessor(Drop()))
     trace.set_tracer_provider(provider)

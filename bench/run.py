@@ -41,7 +41,7 @@ from tests._redis_server import RedisServer  # noqa: E402
 PEERS = ("saq", "arq", "streaq", "taskiq")
 LIBS = ("ours", *PEERS)
 WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "T1", "T4")
-TELEMETRY = ("off", "metrics", "tracing")  # see bench/_telemetry.py
+TELEMETRY = ("off", "metrics", "tracing", "sampled")  # see bench/_telemetry.py
 PEER_VENV = BENCH / ".venv-peers"
 SCRIPTS = {"ours": "ours.py", "saq": "saq_bench.py", "arq": "arq_bench.py",
            "streaq": "streaq_bench.py", "taskiq": "taskiq_bench.py"}
@@ -145,7 +145,8 @@ def plan(libs: list[str], workloads: list[str], smoke: bool) -> list[Workload]:
                 continue
             wl = Workload(w, f"T1 telemetry cost on W1: {sizes['W1']:,} no-op jobs, Redis; "
                           "off / metrics / metrics + tracing (SDK, every span, batch "
-                          "processor, dropping exporter); ratio to off", (
+                          "processor, dropping exporter) / sampled (1 trace in 10); ratio "
+                          "to off", (
                               Figure("process_jobs_per_s", "process jobs/s", True),),
                           baseline="ours-off")
             wl.entries = [Entry(f"ours-{mode}", "ours", lib_script("ours", "W1", n=sizes["W1"]),
@@ -154,8 +155,8 @@ def plan(libs: list[str], workloads: list[str], smoke: bool) -> list[Workload]:
             if "ours" not in libs or smoke:
                 continue
             wl = Workload(w, "T4 telemetry cost on W4: HTTP submit, in-memory store, API and "
-                          "workers in one process; off / metrics / metrics + tracing; ratio "
-                          "to off", (Figure("req_per_s", "req/s", True),
+                          "workers in one process; off / metrics / metrics + tracing / "
+                          "sampled (1 in 10); ratio to off", (Figure("req_per_s", "req/s", True),
                                      Figure("p50_ms", "p50 ms", False, lat)),
                           baseline="ours-off")
             wl.entries = [Entry(f"ours-{mode}", "ours", (services, "W4", "--variant", "memory"),
