@@ -73,6 +73,7 @@ def make_app(*, operations: bool = True, owners: bool = False) -> tuple[QuartTri
     endpoints.map_async_put("Order", "/orders/<name>")
     endpoints.map_async_post("Fail", "/fail")
     endpoints.map_async_post("Gate", "/gate")
+    endpoints.map_async_post("Order", "/years/<int:year>")
     endpoints.map_job_details("/jobs/<uuid:job_id>")
     if operations:
         endpoints.map_operation_status("/operations/<uuid:job_id>")
@@ -276,6 +277,7 @@ async def test_a_method_our_rule_lacks_is_a_405_problem_with_allow(
     "/jobs/",
     "/jobs",
     "/operations/not-a-uuid/x/y",
+    "/years/not-a-year",  # a submit rule's converter refused it
 ])
 async def test_an_unknown_path_under_our_rules_is_a_404_problem(path: str) -> None:
     app, _ = make_app()
