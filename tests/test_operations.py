@@ -45,7 +45,8 @@ class Receipt:
     total: int
 
 
-def make_app(*, operations: bool = True, owners: bool = False) -> tuple[QuartTrio, trio.Event]:
+def make_app(*, operations: bool = True, owners: bool = False,
+             authorize: Any = None) -> tuple[QuartTrio, trio.Event]:
     app = QuartTrio(__name__)
     owner_of = (lambda access: access.headers.get("x-tenant")) if owners else None
     endpoints = AsyncEndpoints(app, config=EndpointsConfig(shutdown_grace=1),
@@ -76,7 +77,7 @@ def make_app(*, operations: bool = True, owners: bool = False) -> tuple[QuartTri
     endpoints.map_async_post("Order", "/years/<int:year>")
     endpoints.map_job_details("/jobs/<uuid:job_id>")
     if operations:
-        endpoints.map_operation_status("/operations/<uuid:job_id>")
+        endpoints.map_operation_status("/operations/<uuid:job_id>", authorize=authorize)
     return app, gate
 
 
@@ -297,3 +298,26 @@ async def test_the_host_apps_other_pages_stay_its_own() -> None:
     for answer, status in ((missing, 404), (wrong_method, 405), (not_an_int, 404)):
         assert answer.status_code == status
         assert answer.headers["content-type"].startswith("text/html")
+
+
+async def test_operation_routes_authorize_hook_sees_the_job() -> None:
+    seen: list[Any] = []
+
+    def authorize(access: Any) -> Any:
+        seen.append((access.action, access.job.id))
+        return access.headers.get("x-ok") == "1"
+
+    app, _ = make_app(authorize=authorize)
+    async with client_for(app) as client:
+        answer = await client.post("/orders", json={"item": "tea", "quantity": 2})
+        location = answer.headers["operation-location"]
+        allowed = await client.get(location, headers={"x-ok": "1"})
+        refused = await client.get(location)
+        document = (await client.get("/openapi.json")).json()
+    assert allowed.status_code == 200
+    assert_problem(refused, 404, "JobNotFound")
+    assert seen == [("read", answer.json()["id"])] * 2
+    # The document says a guarded route may refuse.
+    assert "403" in document["paths"]["/operations/{job_id}"]["get"]["responses"]
+    assert "Operation-Location" in \
+        document["paths"]["/orders"]["post"]["responses"]["202"]["headers"]
