@@ -293,27 +293,43 @@ async def test_503_is_retried_as_retry_after_says_within_the_cap(
         monkeypatch: pytest.MonkeyPatch) -> None:
     delays = recorded_sleeps(monkeypatch)
     kit = make_kit()
-    async with client_of(kit, retry=Retry(attempts=5, max_delay=2.0, total=30)) as (client, _):
+    async with client_of(kit, retry=Retry(attempts=5, max_delay=10.0, total=30)) as (client, _):
         kit.busy_answers[0] = 2
         with trio.fail_after(10):
             job = await client.submit("/busy-orders", json={"item": "tea", "quantity": 1})
             assert await job.result(timeout=5) == {"item": "tea", "total": 3}
-        # Retry-After: 7 is more than max_delay: each wait is cut to the cap.
-        assert delays == [2.0, 2.0]
-        # A Retry-After past the total budget: no retry at all; the 503 itself is raised.
+        # Each retry waited as long as the 503's Retry-After: 7 asked, never less.
+        assert delays == [7.0, 7.0]
+
+        async def submit_with(retry: Retry) -> ServerProblemError:
+            with pytest.raises(ServerProblemError) as busy:
+                await AsyncClient(http=client.http, retry=retry).submit(
+                    "/busy-orders", json={"item": "tea", "quantity": 1})
+            return busy.value
+
+        # A Retry-After longer than this client waits (max_delay), or past its total
+        # budget: no retry at all, the 503 itself is raised.
         kit.busy_answers[0] = 1
-        with pytest.raises(ServerProblemError) as busy:
-            await AsyncClient(http=client.http, retry=Retry(total=5)).submit(
-                "/busy-orders", json={"item": "tea", "quantity": 1})
+        busy = await submit_with(Retry(max_delay=5))
+        kit.busy_answers[0] = 1
+        await submit_with(Retry(total=5))
         # And attempts run out: two tries, then the 503.
         kit.busy_answers[0] = 3
-        with pytest.raises(ServerProblemError):
-            await AsyncClient(http=client.http, retry=Retry(attempts=2)).submit(
-                "/busy-orders", json={"item": "tea", "quantity": 1})
-    assert busy.value.status == 503 and busy.value.code == "Busy"
-    assert busy.value.retry_after == "7"
-    assert delays == [2.0, 2.0, 7.0]
+        await submit_with(Retry(attempts=2))
+    assert busy.status == 503 and busy.code == "Busy" and busy.retry_after == "7"
+    assert delays == [7.0, 7.0, 7.0]
     assert kit.busy_answers == [1]
+
+
+async def test_an_idempotency_key_among_the_headers_is_the_key() -> None:
+    kit = make_kit()
+    async with client_of(kit) as (client, _):
+        first = await client.submit("/orders", json={"item": "tea", "quantity": 1},
+                                    headers={"idempotency-key": "mine"})
+        second = await client.submit("/orders", json={"item": "tea", "quantity": 1},
+                                     idempotency_key="mine")
+    assert first.idempotency_key == second.idempotency_key == "mine"
+    assert first.id == second.id
 
 
 async def test_connection_errors_are_retried_then_raised(

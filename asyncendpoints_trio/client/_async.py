@@ -12,21 +12,19 @@ import anyio
 import httpx
 
 from ._core import (
-    JSON_ACCEPT as _JSON,
-)
-from ._core import (
+    JSON_ACCEPT,
     RETRY_STATUSES,
     TERMINAL,
     JobEvent,
     JobJSON,
     Retry,
     change_of,
+    idempotent_headers,
     is_event_stream,
     job_of,
     job_of_event,
     location_of,
     long_poll_timeout,
-    new_idempotency_key,
     parse_retry_after,
 )
 from ._errors import ClientError, JobCanceled, JobFailed, WaitTimeout
@@ -93,10 +91,9 @@ class AsyncClient:
         through the retries, so a retried submit is the same job. A ``200`` answer (the
         service waited for a fast job, ``Prefer: wait``) is a handle on the finished job.
         """
-        key = idempotency_key if idempotency_key is not None else new_idempotency_key()
+        key, sent = idempotent_headers(headers, idempotency_key)
         request = self.http.build_request(method, path, json=json, content=content,
-                                          params=params,
-                                          headers={**(headers or {}), "Idempotency-Key": key})
+                                          params=params, headers=sent)
         response = await self.send(request)
         return AsyncJobHandle(self, job_of(response), location_of(response),
                               location_of(response, "operation-location"), key)
@@ -170,7 +167,7 @@ class AsyncJobHandle:
 
     async def refresh(self) -> JobJSON:
         """Read the job now."""
-        request = self.client.http.build_request("GET", self._location(), headers=_JSON)
+        request = self.client.http.build_request("GET", self._location(), headers=JSON_ACCEPT)
         return self._seen(job_of(await self.client.send(request)))
 
     async def wait(self, timeout: float | None = None) -> JobJSON:
@@ -243,7 +240,7 @@ class AsyncJobHandle:
 
     async def _long_poll(self, location: str, wait: float) -> JobJSON:
         http = self.client.http
-        request = http.build_request("GET", location, headers=_JSON,
+        request = http.build_request("GET", location, headers=JSON_ACCEPT,
                                      params={"wait": f"{wait:g}"},
                                      timeout=long_poll_timeout(http.timeout, wait))
         started = time.monotonic()

@@ -32,9 +32,10 @@ class Retry:
     """How the client retries a request that met a connection error or a ``503``.
 
     A submit carries its idempotency key through every try, so a retry never makes a second
-    job. The delay before a retry is the answer's ``Retry-After`` when it has one, else
-    ``backoff`` doubled per retry; never more than ``max_delay``. It gives up after
-    ``attempts`` tries in all, or once the next delay would take it past ``total`` seconds
+    job. The delay before a retry is the answer's ``Retry-After`` when it has one (never
+    sooner than the service asked), else ``backoff`` doubled per retry, capped at
+    ``max_delay``. It gives up after ``attempts`` tries in all, when a ``Retry-After`` asks
+    for more than ``max_delay``, or once the next delay would take it past ``total`` seconds
     since the first try: then the ``503``'s problem, or httpx's transport error, is raised.
     """
 
@@ -56,8 +57,12 @@ class Retry:
         if attempt >= self.attempts:
             return None
         asked = parse_retry_after(retry_after)
-        delay = self.backoff * 2 ** (attempt - 1) if asked is None else asked
-        delay = min(delay, self.max_delay)
+        if asked is None:
+            delay = min(self.backoff * 2.0 ** (attempt - 1), self.max_delay)
+        elif asked > self.max_delay:
+            return None  # longer than this client waits; sooner would be against the ask
+        else:
+            delay = asked
         if elapsed + delay > self.total:
             return None
         return delay
@@ -85,6 +90,18 @@ def new_idempotency_key() -> str:
     # A bare UUID: the same key whether the service reads the header as sent or as a
     # structured-field string (which also takes it unquoted).
     return str(uuid.uuid4())
+
+
+def idempotent_headers(headers: Mapping[str, str] | None, key: str | None
+                       ) -> tuple[str, dict[str, str]]:
+    """The submit's key (``key``, else an ``Idempotency-Key`` among ``headers``, else a new
+    one) and the headers to send, with that key in them once."""
+    given = dict(headers or {})
+    for name in [name for name in given if name.lower() == "idempotency-key"]:
+        value = given.pop(name)
+        key = value if key is None else key
+    key = key if key is not None else new_idempotency_key()
+    return key, {**given, "Idempotency-Key": key}
 
 
 def is_problem(response: httpx.Response) -> bool:

@@ -12,21 +12,19 @@ import httpx
 
 from ._async import RETRYABLE
 from ._core import (
-    JSON_ACCEPT as _JSON,
-)
-from ._core import (
+    JSON_ACCEPT,
     RETRY_STATUSES,
     TERMINAL,
     JobEvent,
     JobJSON,
     Retry,
     change_of,
+    idempotent_headers,
     is_event_stream,
     job_of,
     job_of_event,
     location_of,
     long_poll_timeout,
-    new_idempotency_key,
     parse_retry_after,
 )
 from ._errors import ClientError, JobCanceled, JobFailed, WaitTimeout
@@ -68,10 +66,9 @@ class Client:
                params: Mapping[str, Any] | None = None, method: str = "POST",
                idempotency_key: str | None = None) -> JobHandle:
         """See ``AsyncClient.submit``."""
-        key = idempotency_key if idempotency_key is not None else new_idempotency_key()
+        key, sent = idempotent_headers(headers, idempotency_key)
         request = self.http.build_request(method, path, json=json, content=content,
-                                          params=params,
-                                          headers={**(headers or {}), "Idempotency-Key": key})
+                                          params=params, headers=sent)
         response = self.send(request)
         return JobHandle(self, job_of(response), location_of(response),
                          location_of(response, "operation-location"), key)
@@ -142,7 +139,7 @@ class JobHandle:
         return self.status in TERMINAL
 
     def refresh(self) -> JobJSON:
-        request = self.client.http.build_request("GET", self._location(), headers=_JSON)
+        request = self.client.http.build_request("GET", self._location(), headers=JSON_ACCEPT)
         return self._seen(job_of(self.client.send(request)))
 
     def wait(self, timeout: float | None = None) -> JobJSON:
@@ -211,7 +208,7 @@ class JobHandle:
 
     def _long_poll(self, location: str, wait: float) -> JobJSON:
         http = self.client.http
-        request = http.build_request("GET", location, headers=_JSON,
+        request = http.build_request("GET", location, headers=JSON_ACCEPT,
                                      params={"wait": f"{wait:g}"},
                                      timeout=long_poll_timeout(http.timeout, wait))
         started = time.monotonic()
