@@ -1,4 +1,5 @@
-"""Submit a ProcessData job to the quickstart service and long-poll it until it ends.
+"""Submit a ProcessData job to the quickstart service and follow it to its end, with the
+library's Python client (asyncendpoints_trio.client, sync flavour).
 
 Start the service:  python examples/quickstart.py
 Then:               python examples/client.py --data hello
@@ -13,66 +14,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from typing import Any
 
 import httpx
 
-TERMINAL = {"Completed", "Failed", "Canceled"}
+from asyncendpoints_trio.client import (
+    Client,
+    ClientError,
+    JobCanceled,
+    JobFailed,
+    JobHandle,
+    ProblemError,
+)
 
 
-def describe_problem(response: httpx.Response) -> str:
-    """One line for an error answer: problem+json fields when there are some."""
-    try:
-        body = response.json()
-    except ValueError:
-        return f"HTTP {response.status_code}: {response.text[:200]}"
-    if not isinstance(body, dict):
-        return f"HTTP {response.status_code}: {body!r}"
-    label = body.get("code") or body.get("title", "")
-    line = f"HTTP {response.status_code} {label}: {body.get('detail', '')}"
-    for error in body.get("errors") or ():
+def describe(problem: ProblemError) -> str:
+    """One line for a problem, and one per invalid field of a 422."""
+    line = f"HTTP {problem.status} {problem.code or problem.title}: {problem.detail or ''}"
+    for error in problem.extensions.get("errors") or ():
         line += f"\n  {error.get('field')}: {error.get('message')}"
     return line
-
-
-class Problem(Exception):
-    """An answer that is not the one we asked for; its message is the problem's detail."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        super().__init__(describe_problem(response))
-
-
-def submit(
-    client: httpx.Client, data: str, priority: int, key: str | None
-) -> tuple[dict[str, Any], str]:
-    headers = {"Idempotency-Key": key} if key else {}
-    response = client.post("/api/process-data",
-                           json={"data": data, "processing_priority": priority},
-                           headers=headers)
-    if response.status_code != 202:
-        raise Problem(response)
-    job = response.json()
-    # Location is relative (/jobs/<id>); resolve it against the URL we posted to.
-    location = response.headers.get("Location") or f"/jobs/{job['id']}"
-    return job, str(response.url.join(location))
-
-
-def follow(client: httpx.Client, job_url: str, wait: float) -> dict[str, Any]:
-    """GET the job with ?wait= until it is terminal; return its last state."""
-    while True:
-        started = time.monotonic()
-        response = client.get(job_url, params={"wait": wait})
-        if response.status_code != 200:
-            raise Problem(response)
-        job: dict[str, Any] = response.json()
-        if job["status"] in TERMINAL:
-            return job
-        print(f"  {job['status']}, attempt {job['retryCount'] + 1} of {job['maxRetries'] + 1}")
-        # The service caps ?wait= (max_wait). If it answered well before our wait ran out,
-        # long-polling is capped or off: pause as its Retry-After says before asking again.
-        if time.monotonic() - started < wait / 2:
-            time.sleep(float(response.headers.get("Retry-After", "1")))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,40 +43,47 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wait", type=float, default=10.0,
                         help="seconds per long-poll (?wait=); the service caps it")
     parser.add_argument("--idempotency-key", default=None,
-                        help="send Idempotency-Key: the same key and body give the same job")
+                        help="the submit's Idempotency-Key (default: a new UUID); the same "
+                        "key and body give the same job")
     args = parser.parse_args(argv)
 
-    # The read timeout must outlast one long-poll.
-    timeout = httpx.Timeout(10.0, read=args.wait + 10.0)
-    job_url = None
-    with httpx.Client(base_url=args.url, timeout=timeout) as client:
+    job: JobHandle | None = None
+    # Timeouts, base URL and the like are the httpx client's; the client adds the wait of
+    # each long-poll to the read timeout itself.
+    with Client(args.url, timeout=10.0, poll_wait=args.wait) as client:
         try:
-            job, job_url = submit(client, args.data, args.priority, args.idempotency_key)
-            print(f"submitted job {job['id']} ({job['status']}): {job_url}")
-            job = follow(client, job_url, args.wait)
-        except Problem as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            job = client.submit("/api/process-data",
+                                json={"data": args.data, "processing_priority": args.priority},
+                                idempotency_key=args.idempotency_key)
+            print(f"submitted job {job.id} ({job.status}): {job.location}")
+            for event in job.events():
+                if not event.is_terminal:
+                    print(f"  {event.status}, attempt {event.job['retryCount'] + 1} of "
+                          f"{event.job['maxRetries'] + 1}")
+            result = job.result()
+        except (JobFailed, JobCanceled) as exc:
+            error = exc.job.get("error") or {}
+            print(f"job {exc.job_id} {exc.job['status']}"
+                  + (f": {error.get('code')}: {error.get('message')}" if error else ""),
+                  file=sys.stderr)
+            return 1
+        except ProblemError as exc:
+            print(f"error: {describe(exc)}", file=sys.stderr)
             return 2
-        except httpx.HTTPError as exc:
+        except (ClientError, httpx.HTTPError) as exc:
             print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
-            if job_url is None:
+            if job is None:
                 return 130
-            answer = client.delete(job_url)
-            state = answer.json().get("status") if answer.status_code < 300 else None
-            print(f"\ncancel: HTTP {answer.status_code}"
-                  + (f", job {state}" if state else f" ({describe_problem(answer)})"))
+            try:
+                state = job.cancel()["status"]
+                print(f"\ncancel: job {state}")
+            except ProblemError as exc:
+                print(f"\ncancel: {describe(exc)}")
             return 130
-
-    if job["status"] == "Completed":
-        print(json.dumps(job["result"], indent=2))
-        return 0
-    error = job.get("error") or {}
-    print(f"job {job['id']} {job['status']}"
-          + (f": {error.get('code')}: {error.get('message')}" if error else ""),
-          file=sys.stderr)
-    return 1
+    print(json.dumps(result, indent=2))
+    return 0
 
 
 if __name__ == "__main__":

@@ -257,7 +257,10 @@ async def test_an_app_runs_itself_with_endpoints_run() -> None:
                 client_run = await trio.run_process(
                     [sys.executable, "examples/client.py", "--url", service.url, "--data",
                      "hello"], cwd=ROOT, capture_stdout=True, capture_stderr=True,
-                    check=False)
+                    check=False,
+                    # A script's sys.path starts at examples/: this checkout's package,
+                    # not whichever one is installed.
+                    env={**os.environ, "PYTHONPATH": str(ROOT)})
                 assert client_run.returncode == 0, client_run.stderr.decode()
                 assert b"HELLO" in client_run.stdout
                 process.send_signal(signal.SIGTERM)

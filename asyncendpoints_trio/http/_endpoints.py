@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import orjson
 from quart import Quart, Response, request, url_for
 from quart_trio import QuartTrio
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from .._config import EndpointsConfig
 from .._errors import ConfigurationError, NotAccepting
@@ -27,6 +27,8 @@ from ._connection_fix import install_connection_fix
 from ._jobs import make_job_view
 from ._observe import make_health_view, make_metrics_view
 from ._openapi import RouteInfo, build_openapi
+from ._operations import make_operation_view
+from ._ours import OurPaths
 from ._problems import problem
 from ._submit import PreQueueHook, RouteOptions, make_submit_view
 
@@ -72,6 +74,11 @@ class AsyncEndpoints:
         self._title = title
         self._openapi: bytes | None = None
         self._location_templates: dict[str, str] = {}
+        self.operation_endpoint: str | None = None
+        self._operation_rule: str | None = None
+        self._operation_templates: dict[str, str] = {}
+        # The paths whose 404 and 405 answers are ours (problem+json), not the host app's.
+        self._ours = OurPaths()
         self.app: Quart | None = None
         if app is not None:
             self.init_app(app)
@@ -176,6 +183,7 @@ class AsyncEndpoints:
         options = RouteOptions(hook, authorize, priority, client_priority)
         app.add_url_rule(rule, endpoint, make_submit_view(self, name, endpoint, options),
                          methods=[method.upper()])
+        self._ours.add(rule)
         self._routes.append(RouteInfo(method.upper(), rule, spec, hook is not None,
                                       authorize is not None, client_priority))
         self._openapi = None
@@ -188,25 +196,44 @@ class AsyncEndpoints:
         answers 404 (a stranger cannot tell the job from none), a response is sent instead.
         """
         app = self._require_app()
-        variables = re.findall(r"<(?:[^:<>]+:)?([^<>]+)>", rule)
-        if variables != ["job_id"]:
-            # Location is built from the job id alone, so no other variable can be filled.
-            raise ConfigurationError(
-                f"the job rule {rule!r} must have exactly one variable, <job_id> "
-                f"(found {variables or 'none'})"
-            )
+        _one_job_id(rule, "job")
         if self.job_endpoint is not None:
             raise ConfigurationError("map_job_details was called already")
         view = make_job_view(self, authorize)
-        self._job_authorized = authorize is not None
+        self._job_authorized = self._job_authorized or authorize is not None
         self.job_endpoint = f"{_PREFIX}.job"
-        app.add_url_rule(rule, self.job_endpoint, view, methods=["GET", "DELETE"])
-        if _UUID_CONVERTER.search(rule):
-            # Without this, a malformed id would match no rule and get Quart's HTML 404.
-            loose = _UUID_CONVERTER.sub(r"<\1>", rule)
-            app.add_url_rule(loose, f"{_PREFIX}.job_any", view, methods=["GET", "DELETE"])
+        self._add_job_rule(app, rule, self.job_endpoint, view, ["GET", "DELETE"])
         self._job_rule = rule
         self._openapi = None
+
+    def map_operation_status(self, rule: str = "/operations/<uuid:job_id>", *,
+                             authorize: AuthorizeHook | None = None) -> None:
+        """``GET`` shows a job as Azure's operation status monitor (``NotStarted``,
+        ``Running``, ``Succeeded``, ``Failed``, ``Canceled``); once mapped, every submit's
+        ``202`` names it in ``Operation-Location`` (an absolute URL), so off-the-shelf
+        pollers such as ``azure-core``'s ``LROPoller`` drive our jobs. ``authorize`` works
+        as on ``map_job_details``."""
+        app = self._require_app()
+        _one_job_id(rule, "operation")
+        if self.operation_endpoint is not None:
+            raise ConfigurationError("map_operation_status was called already")
+        self._job_authorized = self._job_authorized or authorize is not None
+        self.operation_endpoint = f"{_PREFIX}.operation"
+        self._add_job_rule(app, rule, self.operation_endpoint,
+                           make_operation_view(self, authorize), ["GET"])
+        self._operation_rule = rule
+        self._openapi = None
+
+    def _add_job_rule(self, app: Quart, rule: str, endpoint: str, view: Any,
+                      methods: list[str]) -> None:
+        app.add_url_rule(rule, endpoint, view, methods=methods)
+        if _UUID_CONVERTER.search(rule):
+            # Without this, a malformed id would match no rule and get a 404 of routing's,
+            # not the JobNotFound that an unknown id gets.
+            loose = _UUID_CONVERTER.sub(r"<\1>", rule)
+            app.add_url_rule(loose, f"{endpoint}_any", view, methods=methods)
+        # Everything below the rule's fixed part (/jobs/<id>/anything) is ours too.
+        self._ours.add(rule, subtree=True)
 
     def map_metrics(self, rule: str = "/metrics") -> None:
         """Serve the Prometheus page (text exposition) at ``rule``."""
@@ -285,6 +312,29 @@ class AsyncEndpoints:
                                                                 job_id=_PLACEHOLDER_ID)
         return template.replace(_PLACEHOLDER_ID, job_id)
 
+    def operation_path_of(self, job_id: str) -> str | None:
+        """The job's operation status path, or None without ``map_operation_status``."""
+        if self.operation_endpoint is None:
+            return None
+        root = request.root_path
+        template = self._operation_templates.get(root)
+        if template is None:
+            template = self._operation_templates[root] = url_for(self.operation_endpoint,
+                                                                 job_id=_PLACEHOLDER_ID)
+        return template.replace(_PLACEHOLDER_ID, job_id)
+
+    def operation_location_of(self, job_id: str) -> str | None:
+        """``Operation-Location``: the absolute URL of the job's operation status."""
+        return self.absolute_url(self.operation_path_of(job_id))
+
+    def absolute_url(self, path: str | None) -> str | None:
+        """``path`` on the host and scheme this request came to. Behind a proxy, this is
+        the host the proxy forwards (``Host``, or with Hypercorn's ``ProxyFixMiddleware``
+        the ``X-Forwarded-*``/``Forwarded`` headers it trusts)."""
+        if path is None:
+            return None
+        return f"{request.scheme}://{request.host}{path}"
+
     def run(self, argv: Sequence[str] | None = None) -> int:
         """Serve this app as ``python -m asyncendpoints_trio serve`` would, with that
         command's options from ``argv`` (default: ``sys.argv[1:]``); returns the exit code.
@@ -306,14 +356,40 @@ class AsyncEndpoints:
         if self._openapi is None:
             self._openapi = orjson.dumps(build_openapi(
                 self._title, self._routes, self._job_rule,
-                guarded=self._job_authorized or self.owner_of is not None))
+                guarded=self._job_authorized or self.owner_of is not None,
+                operation_rule=self._operation_rule))
         return Response(self._openapi, content_type="application/json")
 
     async def _http_error(self, exc: HTTPException) -> Any:
         rule = request.url_rule
-        if rule is not None and (rule.endpoint or "").startswith(_PREFIX + "."):
-            return problem(exc.code or 500, exc.description, code=type(exc).__name__)
-        return exc
+        if rule is not None:
+            ours = (rule.endpoint or "").startswith(_PREFIX + ".")
+        else:
+            # Routing found no rule (404) or none for this method (405): ours only for
+            # paths under our rules, so the host app's other pages stay its own.
+            ours = isinstance(exc, NotFound | MethodNotAllowed) and \
+                self._ours.covers(request.path, self._require_app().url_map.converters)
+        if not ours:
+            return exc
+        headers: dict[str, str] = {}
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            headers["Allow"] = ", ".join(exc.valid_methods)
+        detail = exc.description
+        if isinstance(exc, NotFound) and rule is None:
+            detail = f"no route {request.path[:200]!r}"
+        elif isinstance(exc, MethodNotAllowed):
+            detail = f"{request.method} is not one of {headers.get('Allow', 'the methods')} here"
+        return problem(exc.code or 500, detail, code=type(exc).__name__, headers=headers)
+
+
+def _one_job_id(rule: str, what: str) -> None:
+    variables = re.findall(r"<(?:[^:<>]+:)?([^<>]+)>", rule)
+    if variables != ["job_id"]:
+        # URLs are built from the job id alone, so no other variable can be filled.
+        raise ConfigurationError(
+            f"the {what} rule {rule!r} must have exactly one variable, <job_id> "
+            f"(found {variables or 'none'})"
+        )
 
 
 def make_store(config: EndpointsConfig) -> JobStore:

@@ -76,7 +76,7 @@ def make_job_view(endpoints: AsyncEndpoints,
                 job = await endpoints.store.get(key)
                 if guarded:
                     owner = await owner_claim(endpoints.owner_of, access)
-                    refused = await _refusal(endpoints, authorize, access, owner, key, job)
+                    refused = await refusal(endpoints, authorize, access, owner, key, job)
                     if refused is not None:
                         return await answer_of(refused)
                 if job is None:
@@ -97,7 +97,7 @@ def make_job_view(endpoints: AsyncEndpoints,
     return job_view
 
 
-async def _refusal(endpoints: AsyncEndpoints, authorize: AuthorizeHook | None,
+async def refusal(endpoints: AsyncEndpoints, authorize: AuthorizeHook | None,
                    access: Access, owner: str | None, key: str, job: Job | None) -> Any:
     if job is None or (endpoints.owner_of is not None and job.principal != owner):
         return not_found(key)

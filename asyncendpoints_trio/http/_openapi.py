@@ -76,6 +76,23 @@ _ATTEMPT_SCHEMA: dict[str, Any] = {
     },
 }
 
+_OPERATION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "a job as Azure's operation status monitor shows it",
+    "required": ["id", "status"],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "status": {"enum": ["NotStarted", "Running", "Succeeded", "Failed", "Canceled"]},
+        "error": {"type": "object", "required": ["code", "message"],
+                  "description": "when Failed or Canceled",
+                  "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                                 "innererror": {}}},
+        "result": {"description": "the handler's result, when Succeeded"},
+        "resourceLocation": {"type": "string", "description": "when Succeeded: the job's "
+                             "URL (or, without a job route, this monitor's)"},
+    },
+}
+
 _SUBMIT_HEADERS: list[dict[str, Any]] = [
     {"name": "Idempotency-Key", "in": "header", "required": False,
      "description": "the same key with the same request returns the same job",
@@ -143,10 +160,21 @@ def _job_of(name: str, result: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_openapi(title: str, routes: list[RouteInfo], job_rule: str | None, *,
-                  guarded: bool = False) -> dict[str, Any]:
+                  guarded: bool = False, operation_rule: str | None = None) -> dict[str, Any]:
     schemas: dict[str, Any] = {"Job": _JOB_SCHEMA, "Problem": _PROBLEM_SCHEMA,
                                "JobError": _ERROR_SCHEMA, "JobException": _EXCEPTION_SCHEMA,
                                "Attempt": _ATTEMPT_SCHEMA}
+    hidden = "No such job" + (", or not one this request may see" if guarded else "")
+    refusals: dict[str, Any] = {}
+    if guarded:
+        refusals = {"401": _problem("Refused by the authorize hook: not authenticated"),
+                    "403": _problem("Refused by the authorize hook: not allowed")}
+    accepted_headers: dict[str, Any] = {"Location": {"schema": {"type": "string"}},
+                                        "Retry-After": {"schema": {"type": "integer"}}}
+    if operation_rule is not None:
+        accepted_headers["Operation-Location"] = {
+            "description": "the absolute URL of the job's operation status",
+            "schema": {"type": "string", "format": "uri"}}
     paths: dict[str, Any] = {}
 
     def schema_of(spec: HandlerSpec, which: str) -> dict[str, Any]:
@@ -163,8 +191,7 @@ def build_openapi(title: str, routes: list[RouteInfo], job_rule: str | None, *,
         schemas.setdefault(job_name, _job_of(route.spec.name, result))
         responses: dict[str, Any] = {
             "202": {"description": "Queued (Scheduled with X-Not-Before)",
-                    "headers": {"Location": {"schema": {"type": "string"}},
-                                "Retry-After": {"schema": {"type": "integer"}}},
+                    "headers": accepted_headers,
                     "content": {"application/json": {"schema": {
                         "$ref": f"#/components/schemas/{job_name}"}}}},
             "400": _problem("Malformed JSON, or a malformed header"),
@@ -191,11 +218,6 @@ def build_openapi(title: str, routes: list[RouteInfo], job_rule: str | None, *,
         path, params = _path(job_rule)
         job_ok = {"content": {"application/json": {"schema": {
             "$ref": "#/components/schemas/Job"}}}}
-        hidden = "No such job" + (", or not one this request may see" if guarded else "")
-        refusals: dict[str, Any] = {}
-        if guarded:
-            refusals = {"401": _problem("Refused by the authorize hook: not authenticated"),
-                        "403": _problem("Refused by the authorize hook: not allowed")}
         paths[path] = {
             "get": {"operationId": "get_job", "summary": "Read a job",
                     "parameters": [*params, {"name": "wait", "in": "query", "required": False,
@@ -214,5 +236,18 @@ def build_openapi(title: str, routes: list[RouteInfo], job_rule: str | None, *,
                                      "409": _problem("The job has finished already"),
                                      "503": _problem("Store unavailable")}},
         }
+    if operation_rule is not None:
+        schemas["Operation"] = _OPERATION_SCHEMA
+        path, params = _path(operation_rule)
+        paths[path] = {"get": {
+            "operationId": "get_operation", "summary": "A job's operation status (Azure's)",
+            "parameters": params,
+            "responses": {"200": {"description": "The operation status; Retry-After until "
+                                  "it is final", "headers": {
+                                      "Retry-After": {"schema": {"type": "integer"}}},
+                                  "content": {"application/json": {"schema": {
+                                      "$ref": "#/components/schemas/Operation"}}}},
+                          "404": _problem(hidden), **refusals,
+                          "503": _problem("Store unavailable")}}}
     return {"openapi": "3.1.0", "info": {"title": title, "version": "1"}, "paths": paths,
             "components": {"schemas": schemas}}

@@ -163,6 +163,9 @@ def make_submit_view(
         location = endpoints.location_of(job.id)
         if location is not None:
             headers["Location"] = location
+        operation = endpoints.operation_location_of(job.id)
+        if operation is not None:
+            headers["Operation-Location"] = operation
         body_out = orjson.dumps(job_to_obj(job, stack_traces=config.expose_stack_traces))
         return Response(body_out, status=202, headers=headers, content_type="application/json")
 

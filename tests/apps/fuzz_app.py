@@ -1,4 +1,5 @@
-"""An app for the OpenAPI fuzz run: typed routes of every method, a hook, the job route."""
+"""An app for the OpenAPI fuzz run: typed routes of every method, a hook, the job route, the
+operation status route."""
 
 from __future__ import annotations
 
@@ -75,3 +76,4 @@ endpoints.map_async_post("Order", "/orders")
 endpoints.map_async_put("Rename", "/tenants/<tenant>/name", hook=only_known_tenants)
 endpoints.map_async_delete("Purge", "/tenants/<tenant>/cache")
 endpoints.map_job_details("/jobs/<uuid:job_id>")
+endpoints.map_operation_status("/operations/<uuid:job_id>")
