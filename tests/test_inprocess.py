@@ -86,7 +86,7 @@ async def test_a_value_the_request_type_refuses_raises_and_stores_nothing() -> N
         for bad in ({"priority": 10}, {"priority": True}, {"delay": -1.0},
                     {"delay": float("nan")}, {"job_id": "not-a-uuid"},
                     {"idempotency_key": ""}, {"idempotency_key": "k" * 256}):
-            with pytest.raises(ValueError):
+            with pytest.raises(ValueError, match="must be"):
                 await endpoints.submit("ProcessData", DataRequest("a"), **bad)
     assert endpoints.store.statistics()["jobs"] == 0
 
@@ -131,7 +131,7 @@ async def test_wait_returns_the_current_state_at_timeout_and_none_for_no_job() -
             later = await endpoints.wait(job.id, 0.05)
         assert later is not None and not later.is_terminal
         assert await endpoints.wait(str(uuid.uuid4()), 0) is None
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="timeout must be"):
             await endpoints.wait(job.id, -1)
 
 
