@@ -206,8 +206,8 @@ def w5(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 def submit_jobs(redis_url: str, count: int) -> list[str]:
     import trio
 
+    from asyncendpoints_trio import NewJob
     from asyncendpoints_trio.stores import RedisStore
-    from asyncendpoints_trio.stores._protocol import NewJob
 
     ids = [str(uuid.uuid4()) for _ in range(count)]
 
