@@ -23,8 +23,9 @@ _BARE_ITEM = (r'(?:-?\d{1,12}\.\d{1,3}|-?\d{1,15}|' + _STRING +
 _PARAMETERS = r"(?:; *[a-z*][a-z0-9_\-.*]*(?:=" + _BARE_ITEM + r")?)*"
 _ITEM = re.compile(r"(" + _STRING + r")" + _PARAMETERS)
 # What the OpenAPI document states the header takes: empty (no key), a bare value, or a
-# structured-field String with optional parameters, surrounded by optional spaces.
-KEY_PATTERN = r'^[ \t]*(|[^ \t"].*|' + _STRING + _PARAMETERS + r")[ \t]*$"
+# structured-field String with optional parameters. (Spaces around a field value are not
+# part of it in HTTP, so the pattern leaves them out; the parser strips them.)
+KEY_PATTERN = r'^(|[^ \t"].*|' + _STRING + _PARAMETERS + r")$"
 
 
 def parse_idempotency_key(value: str) -> str:
