@@ -43,6 +43,8 @@ from .runtime import Runtime as Runtime
 from .runtime._statistics import RuntimeStatistics as RuntimeStatistics
 from .stores._memory import MemoryStore as MemoryStore
 from .stores._protocol import JobStore as JobStore
+from .stores._protocol import NewJob as NewJob
+from .stores._protocol import Submitted as Submitted
 from .stores._redis import RedisStore as RedisStore
 from .telemetry._otel import otel_instruments as otel_instruments
 

@@ -8,7 +8,7 @@
         ├── InvalidTransition .... a job status change the transition table forbids
         ├── NotAccepting ......... the runtime is not started, or is shutting down (HTTP 503)
         ├── QueueFull ............ the store holds ``max_queued`` waiting jobs (HTTP 503)
-        ├── IdempotencyConflict .. a key reused with another payload (HTTP 409)
+        ├── IdempotencyConflict .. a key reused with another payload (HTTP 422)
         └── StoreError ........... anything the backing store reports
             ├── StoreUnavailable . the store cannot be reached now; retry later (HTTP 503)
             │   ├── RedisConnectionError  connect/read/write failed or the link was cut

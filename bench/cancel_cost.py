@@ -19,7 +19,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from asyncendpoints_trio.stores._protocol import NewJob
+from asyncendpoints_trio import NewJob
 from asyncendpoints_trio.stores._redis import RedisStore
 from tests._redis_server import RedisServer
 

@@ -17,9 +17,8 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from asyncendpoints_trio import AsyncContext, EndpointsConfig, HandlerRegistry, Runtime
+from asyncendpoints_trio import AsyncContext, EndpointsConfig, HandlerRegistry, NewJob, Runtime
 from asyncendpoints_trio._handlers import make_spec
-from asyncendpoints_trio.stores._protocol import NewJob
 from asyncendpoints_trio.stores._redis import RedisStore
 from tests._redis_server import RedisServer
 

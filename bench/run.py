@@ -66,6 +66,7 @@ class Entry:
     redis: bool = True
     env: tuple[tuple[str, str], ...] = ()
     timeout: float = 300.0
+    baseline: str | None = None  # this row's ratio is to that entry (W5: Prefer vs long-poll)
 
 
 @dataclass
@@ -167,15 +168,24 @@ def plan(libs: list[str], workloads: list[str], smoke: bool) -> list[Workload]:
                 continue
             n = str(sizes["W5"])
             wl = Workload(w, f"W5 HTTP round trip: POST, then GET ?wait= until terminal, one "
-                          f"client, {n} jobs", (
+                          f"client, {n} jobs; -prefer: POST with Prefer: wait=5 (ratio to "
+                          "the long-poll row of its store)", (
                               Figure("p50_ms", "p50 ms", False, lat),
                               Figure("p99_ms", "p99 ms", False, lat),
-                              Figure("submit_p50_ms", "POST p50 ms", False, lat)))
+                              Figure("submit_p50_ms", "POST p50 ms", False, lat),
+                              Figure("sync_share", "answered by the POST", True, "{:.2f}")))
             wl.entries = [
                 Entry("ours-memory", "ours", (services, w, "--variant", "memory", "--n", n),
                       redis=False),
                 Entry("ours-redis", "ours", (services, w, "--variant", "redis", "--n", n,
-                                             "--redis-url", "{redis_url}"))]
+                                             "--redis-url", "{redis_url}")),
+                Entry("ours-memory-prefer", "ours", (services, w, "--variant", "memory",
+                                                     "--n", n, "--prefer-wait"),
+                      redis=False, baseline="ours-memory"),
+                Entry("ours-redis-prefer", "ours", (services, w, "--variant", "redis", "--n", n,
+                                                    "--redis-url", "{redis_url}",
+                                                    "--prefer-wait"),
+                      baseline="ours-redis")]
         elif w == "W6":
             if "ours" not in libs or smoke:
                 continue
@@ -279,6 +289,14 @@ def summarize(workloads: list[Workload], results: dict[str, dict[str, list[dict[
                 if f.key in d["figures"]:
                     d["figures"][f.key]["ratio"] = d["figures"][f.key]["median"] / ref["median"]
                     d["figures"][f.key]["ratio_to"] = ref_name
+        for entry in wl.entries:
+            # A row with a baseline of its own is compared with that row, figure by figure.
+            mine = per.get(entry.name, {}).get("figures", {})
+            base = per.get(entry.baseline or "", {}).get("figures", {})
+            for key, fig in mine.items():
+                if entry.baseline is not None and base.get(key, {}).get("median"):
+                    fig["ratio"] = fig["median"] / base[key]["median"]
+                    fig["ratio_to"] = entry.baseline
         summary[wl.name] = per
     return summary
 
@@ -289,7 +307,8 @@ def render(workloads: list[Workload], summary: dict[str, Any], meta: dict[str, A
              f"{meta['loadavg_end'][0]:.2f} at the end; library at {meta['commit']}; "
              + ", ".join(meta["versions"].values()) + ".", ""]
     for wl in workloads:
-        ratio_head = f"ratio to {wl.baseline}" if wl.baseline else "ratio to best peer"
+        ratio_head = (f"ratio to {wl.baseline}" if wl.baseline else
+                      "ratio" if any(e.baseline for e in wl.entries) else "ratio to best peer")
         lines += [f"### {wl.title}", "",
                   f"| library | figure | median | min–max | {ratio_head} |",  # noqa: RUF001
                   "|---|---|---:|---:|---:|"]

@@ -10,9 +10,16 @@ from typing import Any
 import orjson
 import trio
 
-from asyncendpoints_trio import EndpointsConfig, HandlerRegistry, Job, MemoryStore, Runtime
+from asyncendpoints_trio import (
+    EndpointsConfig,
+    HandlerRegistry,
+    Job,
+    JobStore,
+    MemoryStore,
+    NewJob,
+    Runtime,
+)
 from asyncendpoints_trio._handlers import make_spec
-from asyncendpoints_trio.stores._protocol import JobStore, NewJob
 
 
 def registry(**handlers: Any) -> HandlerRegistry:

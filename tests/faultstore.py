@@ -26,8 +26,8 @@ from typing import Any
 
 import trio
 
-from asyncendpoints_trio import RedisReplyError, StoreUnavailable
-from asyncendpoints_trio.stores._protocol import JobStore, Lease, NewJob, Outcome
+from asyncendpoints_trio import JobStore, NewJob, RedisReplyError, StoreUnavailable
+from asyncendpoints_trio.stores._protocol import Lease, Outcome
 
 FAULTS = ("fail", "lose", "delay", "slow_reply", "hang", "error")
 

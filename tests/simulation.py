@@ -38,13 +38,14 @@ from asyncendpoints_trio import (
     Job,
     JobStatus,
     MemoryStore,
+    NewJob,
     NonRetryableError,
     RetryPolicy,
     Runtime,
     StoreError,
+    Submitted,
 )
 from asyncendpoints_trio._handlers import make_spec
-from asyncendpoints_trio.stores._protocol import NewJob, Submitted
 
 from .faultstore import Fault, FaultyStore
 

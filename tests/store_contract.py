@@ -16,16 +16,21 @@ from typing import Any
 import pytest
 import trio
 
-from asyncendpoints_trio import TRANSITIONS, IdempotencyConflict, JobStatus, QueueFull
+from asyncendpoints_trio import (
+    TRANSITIONS,
+    IdempotencyConflict,
+    JobStatus,
+    JobStore,
+    NewJob,
+    QueueFull,
+    Submitted,
+)
 from asyncendpoints_trio.stores._protocol import (
     AckCancel,
     Complete,
     Fail,
-    JobStore,
     Lease,
-    NewJob,
     Release,
-    Submitted,
 )
 
 TTL = 0.5

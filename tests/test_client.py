@@ -69,12 +69,14 @@ class Kit:
     ran: list[str]
     busy_answers: list[int]  # how many 503s /busy has left to give
     seen_event_ids: list[str | None]
+    hold: trio.Event  # /held-orders submits wait on it in their pre-queue hook
+    holding: trio.Event  # set once a submit waits there
 
 
 def make_kit(config: EndpointsConfig | None = None) -> Kit:
     app = QuartTrio(__name__)
     endpoints = AsyncEndpoints(app, config=config or EndpointsConfig(shutdown_grace=1))
-    kit = Kit(app, endpoints, trio.Event(), [], [0], [])
+    kit = Kit(app, endpoints, trio.Event(), [], [0], [], trio.Event(), trio.Event())
 
     @endpoints.handler("Order", retry=RetryPolicy(max_retries=0))
     async def order(ctx: AsyncContext[Order]) -> Receipt:
@@ -94,6 +96,11 @@ def make_kit(config: EndpointsConfig | None = None) -> Kit:
         if kit.busy_answers[0] > 0:
             kit.busy_answers[0] -= 1
             raise Problem(503, detail="busy", code="Busy", headers={"Retry-After": "7"})
+        return None
+
+    async def held(ctx: SubmitContext[Order]) -> Any:
+        kit.holding.set()
+        await kit.hold.wait()
         return None
 
     @app.route("/instant", methods=["POST"])
@@ -135,6 +142,7 @@ def make_kit(config: EndpointsConfig | None = None) -> Kit:
 
     endpoints.map_async_post("Order", "/orders")
     endpoints.map_async_post("Order", "/busy-orders", hook=busy)
+    endpoints.map_async_post("Order", "/held-orders", hook=held)
     endpoints.map_async_post("Fail", "/fail")
     endpoints.map_async_post("Gate", "/gate")
     endpoints.map_job_details("/jobs/<uuid:job_id>")
@@ -319,6 +327,37 @@ async def test_503_is_retried_as_retry_after_says_within_the_cap(
     assert busy.status == 503 and busy.code == "Busy" and busy.retry_after == "7"
     assert delays == [7.0, 7.0, 7.0]
     assert kit.busy_answers == [1]
+
+
+async def test_a_submit_whose_key_is_still_in_flight_is_retried_into_the_same_job(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The draft's 409 "still being processed" comes with Retry-After: the client's own
+    # earlier try may be the one in flight, so the client tries again, and the try after
+    # the first request was answered is its replay.
+    kit = make_kit()
+    delays: list[float] = []
+
+    async def sleep(delay: float) -> None:
+        delays.append(delay)
+        kit.hold.set()  # the first request is answered while the second waits to retry
+        await trio.lowlevel.checkpoint()
+
+    monkeypatch.setattr(async_module, "_sleep", sleep)
+    body = {"item": "tea", "quantity": 1}
+    async with client_of(kit) as (client, _):
+        first: list[Any] = []
+
+        async def submit_first() -> None:
+            first.append(await client.submit("/held-orders", json=body, idempotency_key="k"))
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(submit_first)
+                await kit.holding.wait()
+                second = await client.submit("/held-orders", json=body, idempotency_key="k")
+    assert delays and delays[0] == 1.0  # the 409's Retry-After
+    assert second.id == first[0].id
+    assert len(kit.ran) <= 1
 
 
 async def test_an_idempotency_key_among_the_headers_is_the_key() -> None:

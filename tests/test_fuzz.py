@@ -45,7 +45,8 @@ async def test_openapi_document_holds_under_fuzzing(store_args: list[str],
                    "--exclude-checks", "use_after_free",
                    "--max-examples", "40", "--workers", "1", "--seed", "20261202",
                    "--no-color"]
-        env = {**os.environ, "SCHEMATHESIS_HOOKS": "", "HOME": str(tmp_path)}
+        env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.apps.fuzz_hooks",
+               "HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
         result = await trio.run_process(command, cwd=ROOT, capture_stdout=True,
                                         capture_stderr=True, check=False, env=env)
         log = service.text

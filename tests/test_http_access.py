@@ -94,12 +94,12 @@ async def test_idempotency_keys_belong_to_a_route_and_an_owner() -> None:
         a2 = await client.post("/notes", json=body, headers={**A, **key})
         b1 = await client.post("/notes", json=body, headers={**B, **key})
         other_route = await client.post("/other-notes", json=body, headers={**A, **key})
-        # Another tenant's different request with the same key: no 409, and no job id of A's.
+        # Another tenant's different request with the same key: no 422, and no job id of A's.
         b2 = await client.post("/notes", json={"text": "different"}, headers={**B, **key})
     assert a1.json()["id"] == a2.json()["id"]
     assert b1.status_code == 202 and b1.json()["id"] != a1.json()["id"]
     assert other_route.status_code == 202 and other_route.json()["id"] != a1.json()["id"]
-    conflict = assert_problem(b2, 409, "IdempotencyConflict")
+    conflict = assert_problem(b2, 422, "IdempotencyKeyReused")
     assert conflict["jobId"] == b1.json()["id"]  # the caller's own job, never A's
 
 

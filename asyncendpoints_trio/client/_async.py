@@ -13,11 +13,11 @@ import httpx
 
 from ._core import (
     JSON_ACCEPT,
-    RETRY_STATUSES,
     TERMINAL,
     JobEvent,
     JobJSON,
     Retry,
+    asks_for_retry,
     change_of,
     idempotent_headers,
     is_event_stream,
@@ -118,7 +118,7 @@ class AsyncClient:
                 if delay is None:
                     raise
             else:
-                if response.status_code not in RETRY_STATUSES:
+                if not asks_for_retry(response.status_code, response.headers):
                     return response
                 delay = self.retry.delay(attempt, response.headers.get("retry-after"),
                                          time.monotonic() - started)

@@ -21,15 +21,22 @@ TERMINAL = frozenset({"Completed", "Failed", "Canceled"})
 EVENT_STREAM = "text/event-stream"
 JSON_ACCEPT = {"Accept": "application/json"}
 # A 503 is the service saying "not now" (store down, queue full, not started): the same
-# request, with the same idempotency key, may be sent again.
+# request, with the same idempotency key, may be sent again. So is a 409 that asks for a
+# retry: the draft's "a request with this key is still being processed" (our own earlier
+# try, when its answer was lost but the service is still at it).
 RETRY_STATUSES = frozenset({503})
+
+
+def asks_for_retry(status: int, headers: Any) -> bool:
+    return status in RETRY_STATUSES or (status == 409 and "retry-after" in headers)
 
 JobJSON = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class Retry:
-    """How the client retries a request that met a connection error or a ``503``.
+    """How the client retries a request that met a connection error, a ``503``, or a
+    ``409`` with ``Retry-After`` (a submit with this key still being processed).
 
     A submit carries its idempotency key through every try, so a retry never makes a second
     job. The delay before a retry is the answer's ``Retry-After`` when it has one (never

@@ -13,11 +13,11 @@ import httpx
 from ._async import RETRYABLE
 from ._core import (
     JSON_ACCEPT,
-    RETRY_STATUSES,
     TERMINAL,
     JobEvent,
     JobJSON,
     Retry,
+    asks_for_retry,
     change_of,
     idempotent_headers,
     is_event_stream,
@@ -91,7 +91,7 @@ class Client:
                 if delay is None:
                     raise
             else:
-                if response.status_code not in RETRY_STATUSES:
+                if not asks_for_retry(response.status_code, response.headers):
                     return response
                 delay = self.retry.delay(attempt, response.headers.get("retry-after"),
                                          time.monotonic() - started)

@@ -3,6 +3,7 @@ map routes; the job runtime starts and stops with the app's serving lifecycle.""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -22,8 +23,11 @@ from ..runtime._statistics import RuntimeStatistics
 from ..stores._memory import MemoryStore
 from ..stores._protocol import JobStore, NewJob, Submitted
 from ..telemetry._instrumented import InstrumentedStore
+from ..telemetry._tracing import send_span
 from ._access import AuthorizeHook, OwnerOf
 from ._connection_fix import install_connection_fix
+from ._idempotency import InFlight
+from ._inprocess import new_job
 from ._jobs import make_job_view
 from ._observe import make_health_view, make_metrics_view
 from ._openapi import RouteInfo, build_openapi
@@ -79,6 +83,7 @@ class AsyncEndpoints:
         self._operation_templates: dict[str, str] = {}
         # The paths whose 404 and 405 answers are ours (problem+json), not the host app's.
         self._ours = OurPaths()
+        self.in_flight = InFlight()  # keys of submits still being processed here
         self.app: Quart | None = None
         if app is not None:
             self.init_app(app)
@@ -280,10 +285,54 @@ class AsyncEndpoints:
 
     # ---- used by the routes ----------------------------------------------------------------
 
-    async def submit(self, new: NewJob) -> Submitted:
+    async def submit(self, name: str, value: Any = None, *,
+                     idempotency_key: str | None = None, priority: int = MIN_PRIORITY,
+                     delay: float | None = None, job_id: str | None = None) -> Job:
+        """Queue a ``name`` job from Python, without HTTP; returns the job as stored.
+
+        ``value`` is validated against the handler's request type (lax, as pydantic's
+        ``validate_python``): ``pydantic.ValidationError`` if it does not fit.
+        ``idempotency_key``: the same key with the same value returns the existing job;
+        with another value raises ``IdempotencyConflict``. In-process keys are apart
+        from every HTTP route's. ``priority`` 0..9; ``delay``: seconds before it may
+        start; ``job_id``: a UUID to use as the job's id (the same id with the same value
+        again returns that job). Raises ``NotAccepting`` before the app serves.
+        """
+        spec = self.handlers.require(name)
+        with send_span(name, self.config.queue) as span:
+            new = new_job(self.config, spec, value, idempotency_key=idempotency_key,
+                          priority=priority, delay=delay, job_id=job_id)
+            submitted = await self.enqueue(new)
+            if span.is_recording():
+                span.set_attribute("messaging.message.id", submitted.job.id)
+        return submitted.job
+
+    async def wait(self, job_id: str, timeout: float) -> Job | None:
+        """The job once it is final, or as it stands after ``timeout`` seconds (check
+        ``job.is_terminal``); ``None`` for no such job (or one removed after retention)."""
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or \
+                not math.isfinite(timeout) or timeout < 0:
+            raise ValueError(f"timeout must be a finite number of seconds >= 0, not "
+                             f"{timeout!r}")
+        return await self.store.wait_for_terminal(str(job_id), timeout)
+
+    async def enqueue(self, new: NewJob) -> Submitted:
+        """Store one prepared job (the submit routes' and ``submit``'s shared last step)."""
         if self.runtime is None:
             raise NotAccepting("the job runtime has not started (is the app serving?)")
         return await self.runtime.submit(new)
+
+    @property
+    def key_retention(self) -> float:
+        """Seconds an idempotency key is kept after its job ends: the store's retention
+        (a key lives as long as its job), or ``config.retention`` for a store that does
+        not say."""
+        store = self.store
+        inner = getattr(store, "inner", store)
+        retention = getattr(inner, "retention", None)
+        if isinstance(retention, int | float) and not isinstance(retention, bool):
+            return float(retention)
+        return self.config.retention
 
     async def cancel(self, job_id: str) -> Job | None:
         if self.runtime is None:

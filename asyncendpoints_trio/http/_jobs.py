@@ -1,4 +1,5 @@
-"""The job details route: ``GET`` (``?wait=`` long-polls), ``DELETE`` cancels.
+"""The job details route: ``GET`` (``?wait=`` or ``Prefer: wait=`` long-polls), ``DELETE``
+cancels.
 
 A job is shown only to whom may see it: with ``owner_of``, to requests with the job's owner
 claim; with an ``authorize`` hook, to requests it admits. Everyone else gets the ``404`` a
@@ -20,6 +21,7 @@ from .._errors import StoreError
 from .._job import Job, JobStatus
 from .._job_json import job_to_obj
 from ._access import Access, Action, AuthorizeHook, admit, not_found, owner_claim
+from ._prefer import parse_prefer, seconds_text
 from ._problems import Problem, problem
 from ._submit import answer_of, store_down
 
@@ -27,9 +29,11 @@ if TYPE_CHECKING:
     from ._endpoints import AsyncEndpoints
 
 
-def _job_response(endpoints: AsyncEndpoints, job: Job, status: int) -> Response:
+def _job_response(endpoints: AsyncEndpoints, job: Job, status: int,
+                  extra: dict[str, str] | None = None) -> Response:
     config = endpoints.config
     headers = {} if job.is_terminal else {"Retry-After": str(config.retry_after)}
+    headers.update(extra or {})
     body = orjson.dumps(job_to_obj(job, stack_traces=config.expose_stack_traces))
     return Response(body, status=status, headers=headers, content_type="application/json")
 
@@ -63,7 +67,10 @@ def make_job_view(endpoints: AsyncEndpoints,
         guarded = endpoints.owner_of is not None or authorize is not None
         try:
             wait = 0.0
+            extra: dict[str, str] = {}
             if action == "read":
+                # The answer may depend on Prefer (a wait), so caches must key on it.
+                extra["Vary"] = "Prefer"
                 try:
                     given = request.args.getlist("wait")
                     if len(given) > 1:
@@ -71,6 +78,12 @@ def make_job_view(endpoints: AsyncEndpoints,
                     wait = _wait_seconds(given[0] if given else None, config.max_wait)
                 except ValueError as exc:
                     return problem(400, str(exc), code="BadWait")
+                preferred = parse_prefer(request.headers.getlist("prefer")).wait
+                if not given and preferred is not None:
+                    # Prefer: wait=N spells ?wait=N; the query, when given, wins.
+                    wait = min(preferred, config.max_wait)
+                    if wait > 0:
+                        extra["Preference-Applied"] = f"wait={seconds_text(wait)}"
             job: Job | None = None
             if guarded or action == "cancel" or wait == 0:
                 job = await endpoints.store.get(key)
@@ -92,7 +105,7 @@ def make_job_view(endpoints: AsyncEndpoints,
             return store_down(config.retry_after, exc)
         if job is None:
             return not_found(key).to_response()
-        return _job_response(endpoints, job, 200)
+        return _job_response(endpoints, job, 200, extra)
 
     return job_view
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._handlers import HandlerSpec
+from ._idempotency import KEY_PATTERN
 from ._request import NOT_BEFORE_PATTERN
 
 _CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
@@ -95,8 +96,9 @@ _OPERATION_SCHEMA: dict[str, Any] = {
 
 _SUBMIT_HEADERS: list[dict[str, Any]] = [
     {"name": "Idempotency-Key", "in": "header", "required": False,
-     "description": "the same key with the same request returns the same job",
-     "schema": {"type": "string", "maxLength": 255}},
+     "description": "a structured-field String (\"k1\"; bare k1 is read as the same key): "
+     "the same key with the same request returns the same job",
+     "schema": {"type": "string", "maxLength": 255, "pattern": KEY_PATTERN}},
     {"name": "X-Async-Request-Id", "in": "header", "required": False,
      "description": "a GUID: the job's id, and its idempotency key",
      "schema": {"type": "string", "maxLength": 255}},
@@ -104,6 +106,24 @@ _SUBMIT_HEADERS: list[dict[str, Any]] = [
      "description": "start no earlier than this: delay-seconds or an HTTP-date",
      "schema": {"type": "string", "pattern": NOT_BEFORE_PATTERN}},
 ]
+
+# Any value is taken: preferences the server does not know, or cannot read, are ignored.
+_PREFER_HEADER: dict[str, Any] = {
+    "name": "Prefer", "in": "header", "required": False,
+    "description": "RFC 7240: wait=N (answer with the final job if it ends within N "
+    "seconds, capped by max_wait), respond-async",
+    "schema": {"type": "string"}}
+
+_SUBMIT_ANSWER_HEADERS: dict[str, Any] = {
+    "Location": {"schema": {"type": "string"}},
+    "Vary": {"schema": {"type": "string"}},
+    "Preference-Applied": {"schema": {"type": "string"}},
+    "Idempotency-Key-Retention": {
+        "description": "with a key: seconds the key is kept after its job ends",
+        "schema": {"type": "integer"}},
+    "Idempotent-Replayed": {"description": "the key matched a job stored before",
+                            "schema": {"const": "true"}},
+}
 
 _PRIORITY_HEADER: dict[str, Any] = {
     "name": "X-Priority", "in": "header", "required": False,
@@ -169,7 +189,7 @@ def build_openapi(title: str, routes: list[RouteInfo], job_rule: str | None, *,
     if guarded:
         refusals = {"401": _problem("Refused by the authorize hook: not authenticated"),
                     "403": _problem("Refused by the authorize hook: not allowed")}
-    accepted_headers: dict[str, Any] = {"Location": {"schema": {"type": "string"}},
+    accepted_headers: dict[str, Any] = {**_SUBMIT_ANSWER_HEADERS,
                                         "Retry-After": {"schema": {"type": "integer"}}}
     if operation_rule is not None:
         accepted_headers["Operation-Location"] = {
@@ -190,22 +210,31 @@ def build_openapi(title: str, routes: list[RouteInfo], job_rule: str | None, *,
         job_name = f"Job_{route.spec.name}"
         schemas.setdefault(job_name, _job_of(route.spec.name, result))
         responses: dict[str, Any] = {
+            "200": {"description": "With Prefer: wait=N, the job ended within N seconds: "
+                    "the final job (Completed, Failed or Canceled)",
+                    "headers": {**{k: v for k, v in accepted_headers.items()
+                                   if k != "Retry-After"},
+                                "Content-Location": {"schema": {"type": "string"}}},
+                    "content": {"application/json": {"schema": {
+                        "$ref": f"#/components/schemas/{job_name}"}}}},
             "202": {"description": "Queued (Scheduled with X-Not-Before)",
                     "headers": accepted_headers,
                     "content": {"application/json": {"schema": {
                         "$ref": f"#/components/schemas/{job_name}"}}}},
             "400": _problem("Malformed JSON, or a malformed header"),
-            "409": _problem("Idempotency key reused with another request"),
+            "409": _problem("A request with this idempotency key is still being processed"),
             "413": _problem("Body too large"),
             "415": _problem("Not application/json"),
-            "422": _problem("The body fails validation; `errors` lists the fields"),
+            "422": _problem("The body fails validation (`errors` lists the fields), or the "
+                            "idempotency key was used for another request"),
             "503": _problem("Queue full or store unavailable; see Retry-After"),
         }
         if route.has_hook or route.has_authorize:
             # A hook may answer instead; these are the answers hooks are for.
             responses["401"] = _problem("Refused by the route's hook: not authenticated")
             responses["403"] = _problem("Refused by the route's hook: not allowed")
-        headers = [*_SUBMIT_HEADERS, *([_PRIORITY_HEADER] if route.client_priority else [])]
+        headers = [*_SUBMIT_HEADERS, *([_PRIORITY_HEADER] if route.client_priority else []),
+                   _PREFER_HEADER]
         paths.setdefault(path, {})[route.method.lower()] = {
             "operationId": f"{route.method.lower()}_{route.spec.name}",
             "summary": f"Queue a {route.spec.name} job",
@@ -223,7 +252,9 @@ def build_openapi(title: str, routes: list[RouteInfo], job_rule: str | None, *,
                     "parameters": [*params, {"name": "wait", "in": "query", "required": False,
                                              "description": "long-poll up to this many "
                                              "seconds (capped by max_wait); given once",
-                                             "schema": {"type": "number", "minimum": 0}}],
+                                             "schema": {"type": "number", "minimum": 0}},
+                                            {**_PREFER_HEADER, "description": "RFC 7240: "
+                                             "wait=N, as ?wait=N (the query wins)"}],
                     "responses": {"200": {"description": "The job", **job_ok},
                                   "400": _problem("Bad wait value"),
                                   "404": _problem(hidden), **refusals,

@@ -19,6 +19,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from .._config import EndpointsConfig
 from .._job import MAX_PRIORITY, MIN_PRIORITY, HttpContext
+from ._idempotency import parse_idempotency_key
 from ._problems import Problem
 
 IDEMPOTENCY_HEADERS = ("idempotency-key", "x-async-request-id")
@@ -110,12 +111,14 @@ class RequestMeta:
     chosen_id: str | None  # a job id chosen with X-Async-Request-Id
     delay: float | None  # seconds until the job may start (X-Not-Before)
     raw_priority: str | None  # X-Priority, as sent: parsed only where the route takes it
+    prefer: tuple[str, ...] = ()  # every Prefer field, as sent
 
 
 def read_meta(request: Request, config: EndpointsConfig) -> RequestMeta:
     every: list[tuple[str, str]] = []
     kept: list[tuple[str, str]] = []
     found: dict[str, str] = {}
+    prefer: list[str] = []
     for name, value in request.headers.items():
         name = name.lower()
         if name in _NOT_SENT:
@@ -126,18 +129,23 @@ def read_meta(request: Request, config: EndpointsConfig) -> RequestMeta:
         if name in _META_HEADERS and name not in found and \
                 (value or name not in IDEMPOTENCY_HEADERS):
             found[name] = value
+        elif name == "prefer":
+            prefer.append(value)
         if not is_sensitive(name, config):
             kept.append((name, value))
-    key = found.get("idempotency-key")
-    if key is None and "x-async-request-id" in found:
-        # The original's header names the job by a GUID, which becomes the job id in its
-        # canonical form; the key must be that same form, or the same GUID in capitals
-        # would be another key for the same job id (409 for the identical request).
-        key = _canonical_guid(found["x-async-request-id"])
     for header in ("Idempotency-Key", "X-Async-Request-Id"):
         if len(found.get(header.lower(), "")) > 255:
             raise Problem(400, detail=f"{header} is longer than 255 characters",
                           code="BadIdempotencyKey")
+    key = found.get("idempotency-key")
+    if key is not None:
+        # "k" and k are one key; an empty String ("") is no key, as an empty header is.
+        key = parse_idempotency_key(key) or None
+    elif "x-async-request-id" in found:
+        # The original's header names the job by a GUID, which becomes the job id in its
+        # canonical form; the key must be that same form, or the same GUID in capitals
+        # would be another key for the same job id (409 for the identical request).
+        key = _canonical_guid(found["x-async-request-id"])
     view_args = request.view_args
     context = HttpContext(
         headers=tuple(kept),
@@ -154,7 +162,7 @@ def read_meta(request: Request, config: EndpointsConfig) -> RequestMeta:
         chosen = None
     return RequestMeta(context, tuple(every), key, chosen,
                        _not_before(found.get(NOT_BEFORE_HEADER)),
-                       found.get(PRIORITY_HEADER))
+                       found.get(PRIORITY_HEADER), tuple(prefer))
 
 
 _META_HEADERS = frozenset({*IDEMPOTENCY_HEADERS, NOT_BEFORE_HEADER, PRIORITY_HEADER})

@@ -39,10 +39,16 @@ from _common import (  # noqa: E402
 )
 from pydantic import TypeAdapter  # noqa: E402
 
-from asyncendpoints_trio import AsyncContext, AsyncEndpoints, EndpointsConfig, Runtime  # noqa: E402
+from asyncendpoints_trio import (  # noqa: E402
+    AsyncContext,
+    AsyncEndpoints,
+    EndpointsConfig,
+    NewJob,
+    Runtime,
+)
 from asyncendpoints_trio.stores import RedisStore  # noqa: E402
 from asyncendpoints_trio.stores._memory import MemoryStore  # noqa: E402
-from asyncendpoints_trio.stores._protocol import Complete, NewJob  # noqa: E402
+from asyncendpoints_trio.stores._protocol import Complete  # noqa: E402
 from asyncendpoints_trio.telemetry._instrumented import InstrumentedStore  # noqa: E402
 
 # Jobs per store.submit call, and how many such calls are in flight at once. 256 is the

@@ -15,9 +15,10 @@ from asyncendpoints_trio import (
     JobStatus,
     RedisConnectionError,
     StoreUnavailable,
+    Submitted,
 )
 from asyncendpoints_trio.redis import RedisClient
-from asyncendpoints_trio.stores._protocol import Fail, Submitted
+from asyncendpoints_trio.stores._protocol import Fail
 from asyncendpoints_trio.stores._redis import RedisStore
 
 from .._redis_server import RedisServer

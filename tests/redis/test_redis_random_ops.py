@@ -26,16 +26,14 @@ from typing import Any
 import pytest
 import trio
 
-from asyncendpoints_trio import TRANSITIONS, JobStatus
+from asyncendpoints_trio import TRANSITIONS, JobStatus, NewJob, Submitted
 from asyncendpoints_trio.redis import RedisClient
 from asyncendpoints_trio.stores._protocol import (
     AckCancel,
     Complete,
     Fail,
     Lease,
-    NewJob,
     Release,
-    Submitted,
 )
 from asyncendpoints_trio.stores._redis import RedisStore
 

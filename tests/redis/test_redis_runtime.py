@@ -100,7 +100,7 @@ async def test_http_on_redis(redis_url: str) -> None:
         again = await client.post("/echo", json={"a": 1}, headers={"Idempotency-Key": "k"})
         assert again.json()["id"] == done["id"] and again.json()["status"] == "Completed"
         conflict = await client.post("/echo", json={"a": 2}, headers={"Idempotency-Key": "k"})
-        assert conflict.status_code == 409
+        assert conflict.status_code == 422
         blocked = (await client.post("/echo", json={"block": 1})).headers["location"]
         with trio.fail_after(10):
             await entered.wait()

@@ -14,8 +14,8 @@ from typing import Any
 import trio
 import trio.testing
 
-from asyncendpoints_trio import AsyncContext, EndpointsConfig, JobStatus, MemoryStore
-from asyncendpoints_trio.stores._protocol import Complete, NewJob, Outcome
+from asyncendpoints_trio import AsyncContext, EndpointsConfig, JobStatus, MemoryStore, NewJob
+from asyncendpoints_trio.stores._protocol import Complete, Outcome
 
 from .._runtime_kit import new, registry, restarts, running, wait_terminal
 from ..faultstore import FaultyStore
