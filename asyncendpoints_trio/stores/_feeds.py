@@ -1,0 +1,72 @@
+"""Per-instance fan-out of job changes to the event streams that follow them.
+
+Each stream holds a ``JobWatch``: one slot with the latest state of its job, not a queue,
+so a stream that cannot keep up skips to the newest state and its memory stays one job
+snapshot (shared by every watch of that job). The stores feed it: ``MemoryStore`` on every
+change it makes, ``RedisStore`` from its one pub/sub subscription per instance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import trio
+
+from .._job import Job
+
+
+class JobWatch:
+    __slots__ = ("_event", "_latest", "current", "job_id")
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        self.current: Job | None = None  # the job as it stood when the watch began
+        self._latest: Job | None = None
+        self._event = trio.Event()
+
+    @property
+    def latest(self) -> Job | None:
+        return self._latest
+
+    def offer(self, job: Job) -> None:
+        if self._latest is None or job.version > self._latest.version:
+            self._latest = job
+            self._event.set()
+
+    async def changed(self, after: int) -> Job:
+        """The latest state once its version is past ``after``."""
+        while self._latest is None or self._latest.version <= after:
+            # A fresh event after the check, with no checkpoint between: no offer is missed.
+            self._event = trio.Event()
+            await self._event.wait()
+        return self._latest
+
+
+class JobFeeds:
+    def __init__(self) -> None:
+        self._watches: dict[str, set[JobWatch]] = {}
+
+    def open(self, job_id: str) -> JobWatch:
+        watch = JobWatch(job_id)
+        self._watches.setdefault(job_id, set()).add(watch)
+        return watch
+
+    def close(self, watch: JobWatch) -> None:
+        watches = self._watches.get(watch.job_id)
+        if watches is not None:
+            watches.discard(watch)
+            if not watches:
+                del self._watches[watch.job_id]
+
+    def publish(self, job: Job) -> None:
+        for watch in self._watches.get(job.id, ()):
+            watch.offer(job)
+
+    def watched(self, job_id: str) -> bool:
+        return job_id in self._watches
+
+    def job_ids(self) -> Iterator[str]:
+        return iter(list(self._watches))
+
+    def __len__(self) -> int:
+        return sum(len(w) for w in self._watches.values())
