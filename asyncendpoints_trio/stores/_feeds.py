@@ -45,18 +45,32 @@ class JobWatch:
 class JobFeeds:
     def __init__(self) -> None:
         self._watches: dict[str, set[JobWatch]] = {}
+        self._count = 0
+        self._counted = trio.Event()
 
     def open(self, job_id: str) -> JobWatch:
         watch = JobWatch(job_id)
         self._watches.setdefault(job_id, set()).add(watch)
+        self._recount(+1)
         return watch
 
     def close(self, watch: JobWatch) -> None:
         watches = self._watches.get(watch.job_id)
-        if watches is not None:
+        if watches is not None and watch in watches:
             watches.discard(watch)
             if not watches:
                 del self._watches[watch.job_id]
+            self._recount(-1)
+
+    def _recount(self, by: int) -> None:
+        self._count += by
+        self._counted.set()
+        self._counted = trio.Event()
+
+    async def wait_for_count(self, at_most: int) -> None:
+        """Until at most ``at_most`` watches are open (tests, drains)."""
+        while self._count > at_most:
+            await self._counted.wait()
 
     def publish(self, job: Job) -> None:
         for watch in self._watches.get(job.id, ()):
@@ -69,4 +83,4 @@ class JobFeeds:
         return iter(list(self._watches))
 
     def __len__(self) -> int:
-        return sum(len(w) for w in self._watches.values())
+        return self._count

@@ -94,7 +94,7 @@ class MemoryStore:
         self._counts: Counter[JobStatus] = Counter()
         self._fenced = 0
         self._cancel_listeners: list[Callable[[str], None]] = []
-        self._feeds = JobFeeds()
+        self.feeds = JobFeeds()
 
     # ---- internal bookkeeping ------------------------------------------------------------
 
@@ -121,7 +121,7 @@ class MemoryStore:
             event = self._terminal_events.pop(new.id, None)
             if event is not None:
                 event.set()
-        self._feeds.publish(new)
+        self.feeds.publish(new)
         return new
 
     def _change(self, job: Job, **changes: Any) -> Job:
@@ -132,7 +132,7 @@ class MemoryStore:
             self._bytes += size - self._size_of.get(new.id, 0)
             self._size_of[new.id] = size
         self._jobs[new.id] = new
-        self._feeds.publish(new)
+        self.feeds.publish(new)
         return new
 
     def _wake_workers(self) -> None:
@@ -383,14 +383,14 @@ class MemoryStore:
     @asynccontextmanager
     async def watch(self, job_id: str) -> AsyncIterator[JobWatch]:
         await trio.lowlevel.checkpoint()
-        watch = self._feeds.open(job_id)
+        watch = self.feeds.open(job_id)
         try:
             watch.current = self._jobs.get(job_id)
             if watch.current is not None:
                 watch.offer(watch.current)
             yield watch
         finally:
-            self._feeds.close(watch)
+            self.feeds.close(watch)
 
     async def watch_events(self, on_cancel: Callable[[str], None]) -> None:
         self._cancel_listeners.append(on_cancel)
@@ -471,5 +471,5 @@ class MemoryStore:
             "idempotency_keys": len(self._idempotency),
             "fenced_writes": self._fenced,
             "bytes": self._bytes,
-            "watches": len(self._feeds),
+            "watches": len(self.feeds),
         }

@@ -155,7 +155,7 @@ class RedisStore:
         self._cancel_channel = prefix + "cancel"
         self._done_channel = prefix + "done"
         self._changes_channel = prefix + "changes"  # named in lua/_lib.lua too
-        self._feeds = JobFeeds()  # event streams on this instance, by job id
+        self.feeds = JobFeeds()  # event streams on this instance, by job id
         self._stale: set[str] = set()  # watched jobs whose change was announced, to read
         self._stale_event = trio.Event()
         self._feed_reads = 0
@@ -363,7 +363,7 @@ class RedisStore:
 
     @asynccontextmanager
     async def watch(self, job_id: str) -> AsyncIterator[JobWatch]:
-        watch = self._feeds.open(job_id)
+        watch = self.feeds.open(job_id)
         try:
             # Registered (WATCH) before the read, so no change can slip between the two.
             snapshot = await self._run("watch", [job_id, int(_STREAM_REGISTRATION * 1000)])
@@ -372,7 +372,7 @@ class RedisStore:
                 watch.offer(watch.current)
             yield watch
         finally:
-            self._feeds.close(watch)
+            self.feeds.close(watch)
 
     async def watch_events(self, on_cancel: Callable[[str], None]) -> None:
         """Deliver cancel requests, job ends and (to event streams) job changes as they
@@ -395,7 +395,7 @@ class RedisStore:
                         log.info("event subscription restored")
                     failures = 0
                     self._wake_all_waiters()  # ends may have passed while we were away
-                    self._mark_stale(self._feeds.job_ids())
+                    self._mark_stale(self.feeds.job_ids())
                     async for channel, data in subscription:
                         self._events_seen += 1
                         if channel == cancel_channel:
@@ -414,7 +414,7 @@ class RedisStore:
 
     def _mark_stale(self, job_ids: Any) -> None:
         for job_id in job_ids:
-            if self._feeds.watched(job_id):
+            if self.feeds.watched(job_id):
                 self._stale.add(job_id)
         if self._stale:
             self._stale_event.set()
@@ -433,7 +433,7 @@ class RedisStore:
                     await self._stale_event.wait()
             if trio.current_time() >= refreshed + interval:
                 refreshed = trio.current_time()
-                self._stale.update(self._feeds.job_ids())
+                self._stale.update(self.feeds.job_ids())
             batch = [self._stale.pop() for _ in range(min(len(self._stale), _FEED_READS))]
             if not batch:
                 continue
@@ -459,7 +459,7 @@ class RedisStore:
                 continue
             job = decode_job(job_id, reply)
             if job is not None:
-                self._feeds.publish(job)
+                self.feeds.publish(job)
 
     def _job_ended(self, message: bytes) -> None:
         """``id`` alone, or ``id \\0 record \\0 error \\0 result \\0 history \\0 progress``
@@ -515,7 +515,7 @@ class RedisStore:
             "subscribed": self._subscribed,
             "events_seen": self._events_seen,
             "long_polls": sum(len(waiters) for waiters in self._waiters.values()),
-            "event_streams": len(self._feeds),
+            "event_streams": len(self.feeds),
             "event_stream_reads": self._feed_reads,
             "client": dataclasses.asdict(self.client.statistics()),
             "control": dataclasses.asdict(self.control.statistics()),
