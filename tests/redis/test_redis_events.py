@@ -212,6 +212,9 @@ async def test_two_thousand_streams_on_one_instance(private_server: RedisServer)
                 gate.release.set()
         done = await api.store.get(locations[0].rsplit("/", 1)[1])
     assert len(terminal) == streams
+    # A stream holds one snapshot, not a queue: what 2,000 open streams cost, server and
+    # client together, is a connection each (about 50 KiB here), far below this bound.
+    assert (rss_open - rss_before) / streams < 256, (rss_before, rss_open)
     # One subscription per instance (this process runs two), not one per stream.
     assert int(numsub[1]) == 2, numsub
     assert done is not None and done.status is JobStatus.COMPLETED
