@@ -198,3 +198,22 @@ async def test_a_client_leaving_mid_stream_ends_it_at_once_without_errors(
             await gates.reports.send("done")
     errors = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert errors == [], [r.getMessage() for r in errors]
+
+
+async def test_ending_the_streams_for_a_shutdown_closes_them_without_a_terminal_event(
+) -> None:
+    app, endpoints, gates = make_app()
+    async with client_for(app) as client:
+        url = f"{client.base_url}{(await client.post('/gated', json={})).headers['location']}"
+        with trio.fail_after(10):
+            async with open_stream(url) as stream:
+                first = await _next(stream)
+                endpoints.end_event_streams()
+                assert await stream.rest() == []  # closed, not finished: no terminal event
+            # One opened while the server shuts down shows the job once, then closes.
+            async with open_stream(url, {"Last-Event-ID": str(first.id)}) as late:
+                assert await late.rest() == []
+            async with open_stream(url) as late:
+                [only] = await late.rest()
+            assert only.event == "status" and only.data["status"] in ("Queued", "InProgress")
+            await gates.reports.send("done")

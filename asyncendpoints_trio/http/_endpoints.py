@@ -24,6 +24,7 @@ from ..stores._protocol import JobStore, NewJob, Submitted
 from ..telemetry._instrumented import InstrumentedStore
 from ._access import AuthorizeHook, OwnerOf
 from ._connection_fix import install_connection_fix
+from ._events import EventStreams
 from ._jobs import make_job_view
 from ._observe import make_health_view, make_metrics_view
 from ._openapi import RouteInfo, build_openapi
@@ -72,6 +73,7 @@ class AsyncEndpoints:
         self._title = title
         self._openapi: bytes | None = None
         self._location_templates: dict[str, str] = {}
+        self.event_streams = EventStreams()  # the job event streams open now
         self.app: Quart | None = None
         if app is not None:
             self.init_app(app)
@@ -262,6 +264,13 @@ class AsyncEndpoints:
         if self.runtime is None:
             return await self.store.cancel(job_id)
         return await self.runtime.cancel(job_id)
+
+    def end_event_streams(self) -> None:
+        """End every open job event stream (and each one opened from now on, after its
+        first event): call it when the server begins to shut down, so that open streams
+        do not hold the drain for the whole graceful timeout. Clients reconnect with their
+        ``Last-Event-ID``. The CLI's ``serve`` calls it on SIGTERM and SIGINT."""
+        self.event_streams.end_all()
 
     def health(self) -> dict[str, Any]:
         """Is the runtime accepting work, and how is each actor doing (state, restarts,

@@ -27,6 +27,7 @@ from quart import Response, request
 from .._errors import StoreError
 from .._job import Job
 from .._job_json import job_to_obj
+from ..stores._feeds import JobWatch, WatchEnded
 from ._problems import Problem
 
 if TYPE_CHECKING:
@@ -36,6 +37,32 @@ log = logging.getLogger("asyncendpoints_trio.events")
 
 EVENT_STREAM = "text/event-stream"
 KEEP_ALIVE = b": keep-alive\n\n"
+
+
+class EventStreams:
+    """The event streams an app serves now, so that a shutdown can end them: Hypercorn
+    closes the app's lifespan only after its connections, and an open stream would hold
+    the drain for the whole graceful timeout."""
+
+    def __init__(self) -> None:
+        self._watches: set[JobWatch] = set()
+        self.ending = False
+
+    def add(self, watch: JobWatch) -> None:
+        if self.ending:
+            watch.end()  # one event, then the stream closes
+        self._watches.add(watch)
+
+    def discard(self, watch: JobWatch) -> None:
+        self._watches.discard(watch)
+
+    def end_all(self) -> None:
+        self.ending = True
+        for watch in self._watches:
+            watch.end()
+
+    def __len__(self) -> int:
+        return len(self._watches)
 
 
 def wants_event_stream() -> bool:
@@ -96,25 +123,33 @@ async def _events(endpoints: AsyncEndpoints, first: Job, seen: int | None
     # watch is closed on the way out.
     config = endpoints.config
     traces = config.expose_stack_traces
-    retry_ms = config.retry_after * 1000
+    streams = endpoints.event_streams
     try:
         async with endpoints.store.watch(first.id) as watch:
-            job = watch.current if watch.current is not None else first
-            if seen is None or job.version > seen or job.is_terminal:
-                yield encode_event(job, event_kind(None, job), stack_traces=traces,
-                                   retry_ms=retry_ms)
-            # Either way the client holds this state now: later kinds compare with it.
-            previous = job
-            while not job.is_terminal:
-                changed: Job | None = None
-                with trio.move_on_after(config.sse_keepalive):
-                    changed = await watch.changed(job.version)
-                if changed is None:
-                    yield KEEP_ALIVE
-                    continue
-                job = changed
-                yield encode_event(job, event_kind(previous, job), stack_traces=traces)
+            streams.add(watch)
+            try:
+                job = watch.current if watch.current is not None else first
+                if seen is None or job.version > seen or job.is_terminal:
+                    yield encode_event(job, event_kind(None, job), stack_traces=traces,
+                                       retry_ms=config.retry_after * 1000)
+                # Either way the client holds this state now: later kinds compare with it.
                 previous = job
+                while not job.is_terminal:
+                    changed: Job | None = None
+                    with trio.move_on_after(config.sse_keepalive):
+                        changed = await watch.changed(job.version)
+                    if changed is None:
+                        yield KEEP_ALIVE
+                        continue
+                    job = changed
+                    yield encode_event(job, event_kind(previous, job), stack_traces=traces)
+                    previous = job
+            finally:
+                streams.discard(watch)
+    except WatchEnded:
+        # The server is shutting down: the client reconnects, to another instance if
+        # there is one, with its Last-Event-ID, and loses nothing.
+        return
     except StoreError as exc:
         # The answer has begun: all we can do is end it. The client reconnects (after
         # ``retry``) with its Last-Event-ID and loses nothing.

@@ -15,14 +15,19 @@ import trio
 from .._job import Job
 
 
+class WatchEnded(Exception):
+    """The watch was ended from outside: the server is shutting down."""
+
+
 class JobWatch:
-    __slots__ = ("_event", "_latest", "current", "job_id")
+    __slots__ = ("_ended", "_event", "_latest", "current", "job_id")
 
     def __init__(self, job_id: str) -> None:
         self.job_id = job_id
         self.current: Job | None = None  # the job as it stood when the watch began
         self._latest: Job | None = None
         self._event = trio.Event()
+        self._ended = False
 
     @property
     def latest(self) -> Job | None:
@@ -33,9 +38,17 @@ class JobWatch:
             self._latest = job
             self._event.set()
 
+    def end(self) -> None:
+        """Wake the reader with ``WatchEnded``, now and at every later wait."""
+        self._ended = True
+        self._event.set()
+
     async def changed(self, after: int) -> Job:
-        """The latest state once its version is past ``after``."""
+        """The latest state once its version is past ``after``; ``WatchEnded`` once
+        ``end()`` was called."""
         while self._latest is None or self._latest.version <= after:
+            if self._ended:
+                raise WatchEnded
             # A fresh event after the check, with no checkpoint between: no offer is missed.
             self._event = trio.Event()
             await self._event.wait()
