@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from functools import partial
 from typing import Any
 
@@ -90,9 +90,13 @@ async def ensure_store(store: JobStore, wait: float) -> None:
                                  max(0.0, deadline - trio.current_time())))
 
 
-async def _first_signal(signals: AsyncIterator[int]) -> None:
+async def _first_signal(signals: AsyncIterator[int],
+                        on_shutdown: Callable[[], None] | None = None) -> None:
     async for signum in signals:
         log.info("received %s; shutting down gracefully", signal.Signals(signum).name)
+        if on_shutdown is not None:
+            # Before Hypercorn waits for its connections: open event streams end now.
+            on_shutdown()
         return
 
 
@@ -135,7 +139,8 @@ def serve(args: argparse.Namespace, app: Any, endpoints: AsyncEndpoints) -> int:
     config = hypercorn_config(args, endpoints.config.shutdown_grace)
     sockets = _sockets(config, args.bind)
     if args.workers == 1:
-        trio.run(_serve_here, app, config, sockets, endpoints.store, args.wait_for_store)
+        trio.run(_serve_here, app, config, sockets, endpoints.store, args.wait_for_store,
+                 endpoints.end_event_streams)
         return 0
     for sock in sockets.insecure_sockets:  # the check was all we wanted: Hypercorn binds
         sock.close()
@@ -153,7 +158,7 @@ def serve(args: argparse.Namespace, app: Any, endpoints: AsyncEndpoints) -> int:
 
 
 async def _serve_here(app: Any, config: Any, sockets: Any, store: JobStore,
-                      wait: float) -> None:
+                      wait: float, on_shutdown: Callable[[], None]) -> None:
     from hypercorn.trio.run import worker_serve
     from hypercorn.utils import wrap_app
 
@@ -162,7 +167,8 @@ async def _serve_here(app: Any, config: Any, sockets: Any, store: JobStore,
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         await ensure_store(store, wait)
         await worker_serve(wrap_app(app, config.wsgi_max_body_size, None), config,
-                           sockets=sockets, shutdown_trigger=partial(_first_signal, signals))
+                           sockets=sockets,
+                           shutdown_trigger=partial(_first_signal, signals, on_shutdown))
 
 
 async def run_worker(endpoints: AsyncEndpoints, wait: float = 0.0,

@@ -64,6 +64,11 @@ class EndpointsConfig:
     memory_budget: int = 256 * 1024 * 1024
     max_wait: float = 30.0  # cap for ?wait= long-polls, seconds
     retry_after: int = 1  # seconds, sent in Retry-After with 202 and 503 answers
+    # Most bytes of one progress report as JSON (ctx.report_progress); larger ones raise.
+    max_progress_bytes: int = 4096
+    # Seconds between keep-alive comments on an idle event stream (GET /jobs/<id> with
+    # Accept: text/event-stream), so that proxies do not close it.
+    sse_keepalive: float = 15.0
     sensitive_headers: frozenset[str] = SENSITIVE_HEADERS  # never stored with a job
     sensitive_header_patterns: tuple[str, ...] = SENSITIVE_HEADER_PATTERNS  # nor these
     persist_sensitive_headers: frozenset[str] = frozenset()  # names to keep all the same
@@ -130,10 +135,12 @@ _NUMBERS: tuple[tuple[str, float, bool, bool], ...] = (
     ("memory_budget", 1, True, False),
     ("max_wait", 0, True, False),
     ("retry_after", 0, True, False),
+    ("max_progress_bytes", 1, True, False),
+    ("sse_keepalive", 0, False, False),
 )
 _INTEGERS = frozenset({"concurrency", "prefetch", "recovery_batch", "max_queued",
                        "submit_batch", "max_body_size", "max_result_bytes", "batch_bytes",
-                       "memory_budget", "retry_after"})
+                       "memory_budget", "retry_after", "max_progress_bytes"})
 
 
 def _check_number(name: str, value: object, low: float, low_ok: bool, optional: bool) -> None:

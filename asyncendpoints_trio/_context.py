@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import trio
 
 from ._job import HttpContext
+from ._progress import ProgressSink, encode_progress
 
 T = TypeVar("T")
 
@@ -54,6 +57,24 @@ class AsyncContext(Generic[T]):
     attempt: int  # 1 on the first run, 2 on the first retry, ...
     http: HttpContext
     owner: str | None = None  # the submitting request's owner claim (AsyncEndpoints.owner_of)
+    # Where report_progress() sends reports, and their size cap. Without a sink (a context
+    # built by hand, in a unit test) reports are checked and then dropped.
+    progress_sink: ProgressSink | None = field(default=None, repr=False, compare=False)
+    max_progress_bytes: int = field(default=4096, repr=False, compare=False)
+
+    async def report_progress(self, value: float | Mapping[str, Any]) -> None:
+        """Tell clients how far the job is: a number in [0, 1] or a small JSON object.
+
+        Reports are cheap: the latest one is written with the lease's next renewal (one
+        store write per heartbeat interval, however many reports), and the last one made
+        before the handler returns is written with its outcome. It shows as ``progress``
+        in the job JSON and on the event stream, and stays until the next report, across
+        retries too. A bad value raises ``TypeError`` or ``ValueError`` here.
+        """
+        encoded = encode_progress(value, self.max_progress_bytes)
+        if self.progress_sink is not None:
+            self.progress_sink(encoded)
+        await trio.lowlevel.checkpoint()
 
     @property
     def headers(self) -> Headers:

@@ -146,6 +146,12 @@ class Job:
     # The W3C trace context its submit ran in: each attempt's span is its child. Not user
     # data and not part of the job JSON.
     trace: str = ""
+    # The latest progress report of its handler, as JSON text (a number in [0, 1] or a
+    # small object); None until one is made. Kept across attempts: only a report replaces it.
+    progress: bytes | None = None
+    # Grows with every stored change of the job (status, progress, a cancel request): the
+    # id of its events on the event stream, the same on every instance.
+    version: int = 0
 
     @property
     def is_terminal(self) -> bool:

@@ -69,6 +69,7 @@ def job_to_obj(job: Job, *, stack_traces: bool = True) -> dict[str, Any]:
         "priority": job.priority,
         "nextAttemptAt": _iso(job.due_at) if job.status is JobStatus.SCHEDULED else None,
         "attempts": [_attempt_obj(a) for a in attempts],
+        "progress": None if job.progress is None else orjson.Fragment(job.progress),
     }
 
 

@@ -186,8 +186,12 @@ class FaultyStore:
         await self._resumed.wait()
         await self.inner.wait_for_work(timeout)
 
-    async def heartbeat(self, owner: str, leases: Sequence[Lease], lease_ttl: float) -> Any:
-        return await self._call("heartbeat", owner, leases, lease_ttl)
+    async def heartbeat(self, owner: str, leases: Sequence[Lease], lease_ttl: float,
+                        progress: Any = None) -> Any:
+        return await self._call("heartbeat", owner, leases, lease_ttl, progress)
+
+    def watch(self, job_id: str) -> Any:
+        return self.inner.watch(job_id)
 
     async def leases_of(self, owner: str) -> Any:
         return await self._call("leases_of", owner)

@@ -6,6 +6,7 @@ from trio.testing import MockClock
 from asyncendpoints_trio import MemoryStore
 
 from .store_contract import StoreContract
+from .store_contract_progress import ProgressContract
 
 
 @pytest.fixture
@@ -18,5 +19,5 @@ def store() -> MemoryStore:
     return MemoryStore(retention=2.0)
 
 
-class TestMemoryStore(StoreContract):
+class TestMemoryStore(StoreContract, ProgressContract):
     pass

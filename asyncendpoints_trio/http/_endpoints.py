@@ -26,6 +26,7 @@ from ..telemetry._instrumented import InstrumentedStore
 from ..telemetry._tracing import send_span
 from ._access import AuthorizeHook, OwnerOf
 from ._connection_fix import install_connection_fix
+from ._events import EventStreams
 from ._idempotency import InFlight
 from ._inprocess import new_job
 from ._jobs import make_job_view
@@ -84,6 +85,7 @@ class AsyncEndpoints:
         # The paths whose 404 and 405 answers are ours (problem+json), not the host app's.
         self._ours = OurPaths()
         self.in_flight = InFlight()  # keys of submits still being processed here
+        self.event_streams = EventStreams()  # the job event streams open now
         self.app: Quart | None = None
         if app is not None:
             self.init_app(app)
@@ -338,6 +340,13 @@ class AsyncEndpoints:
         if self.runtime is None:
             return await self.store.cancel(job_id)
         return await self.runtime.cancel(job_id)
+
+    def end_event_streams(self) -> None:
+        """End every open job event stream (and each one opened from now on, after its
+        first event): call it when the server begins to shut down, so that open streams
+        do not hold the drain for the whole graceful timeout. Clients reconnect with their
+        ``Last-Event-ID``. The CLI's ``serve`` calls it on SIGTERM and SIGINT."""
+        self.event_streams.end_all()
 
     def health(self) -> dict[str, Any]:
         """Is the runtime accepting work, and how is each actor doing (state, restarts,

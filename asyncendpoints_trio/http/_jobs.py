@@ -21,6 +21,7 @@ from .._errors import StoreError
 from .._job import Job, JobStatus
 from .._job_json import job_to_obj
 from ._access import Access, Action, AuthorizeHook, admit, not_found, owner_claim
+from ._events import event_stream, wants_event_stream
 from ._prefer import parse_prefer, seconds_text
 from ._problems import Problem, problem
 from ._submit import answer_of, store_down
@@ -65,12 +66,15 @@ def make_job_view(endpoints: AsyncEndpoints,
                         {k: str(v) for k, v in (request.view_args or {}).items()},
                         {k: tuple(v) for k, v in request.args.lists()}, request.remote_addr)
         guarded = endpoints.owner_of is not None or authorize is not None
+        # An event stream starts from a plain read, access checks and all.
+        stream = action == "read" and wants_event_stream()
         try:
             wait = 0.0
             extra: dict[str, str] = {}
-            if action == "read":
-                # The answer may depend on Prefer (a wait), so caches must key on it.
-                extra["Vary"] = "Prefer"
+            if action == "read" and not stream:
+                # The answer depends on Prefer (a wait) and on Accept (JSON or a stream),
+                # so caches must key on both.
+                extra["Vary"] = "Prefer, Accept"
                 try:
                     given = request.args.getlist("wait")
                     if len(given) > 1:
@@ -96,6 +100,8 @@ def make_job_view(endpoints: AsyncEndpoints,
                     return not_found(key).to_response()
                 if action == "cancel":
                     return await _cancel(endpoints, job)
+                if stream:
+                    return event_stream(endpoints, job)
             if wait > 0 and (job is None or not job.is_terminal):
                 # Unguarded, the long-poll's own read is the only one (a round trip saved).
                 job = await endpoints.store.wait_for_terminal(key, wait)

@@ -121,8 +121,10 @@ class Attempts:
             log.warning("job %s: the stored request of %s does not validate: %s", job.id,
                         job.name, type(exc).__name__, extra=job_fields(job))
             return Fail(held.lease, error_from_exception("InvalidPayload", exc), None)
-        ctx: AsyncContext[Any] = AsyncContext(request, job.id, job.name, job.attempt, job.context,
-                                              job.principal)
+        ctx: AsyncContext[Any] = AsyncContext(
+            request, job.id, job.name, job.attempt, job.context, job.principal,
+            progress_sink=held.report_progress,
+            max_progress_bytes=self.config.max_progress_bytes)
         waited = None if job.started_at is None else \
             job.started_at - (job.due_at if job.due_at is not None else job.created_at)
         self.recorder.started(job.name, waited)

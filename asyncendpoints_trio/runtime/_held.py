@@ -60,6 +60,22 @@ class HeldJob:
     reason: CancelReason | None = None
     outcome: Outcome | None = None  # once known, so that a crash cannot lose it
     started: bool = False  # its handler was called
+    # The handler's latest progress report and whether it still waits to be written: the
+    # lease keeper sends it with the next renewal, the worker with the outcome. Reports in
+    # between replace it, so a tight loop of them costs one write per heartbeat.
+    progress: bytes | None = None
+    progress_pending: bool = False
+
+    def report_progress(self, report: bytes) -> None:
+        self.progress = report
+        self.progress_pending = True
+
+    def take_progress(self) -> bytes | None:
+        """The report to write now, if one waits; it counts as written from here on."""
+        if not self.progress_pending:
+            return None
+        self.progress_pending = False
+        return self.progress
 
     @property
     def job_id(self) -> str:

@@ -48,6 +48,7 @@ class LeaseStats:
     expired_locally: int = 0  # no renewal accepted in time: the local deadline passed
     cancel_requests: int = 0
     store_errors: int = 0
+    progress_written: int = 0  # progress reports sent with renewals
 
 
 @dataclass(slots=True)
@@ -77,11 +78,18 @@ class LeaseKeeper(Actor):
         if not holding:
             return
         sent_at = trio.current_time()
+        # The latest report of each job rides along (only a running handler reports; an
+        # outcome carries its last report itself).
+        progress = {h.job_id: report for h in holding if h.phase is Phase.RUNNING
+                    and (report := h.take_progress()) is not None}
         try:
             reply = await self.store.heartbeat(
-                self.owner, [h.lease for h in holding], self.lease_ttl
+                self.owner, [h.lease for h in holding], self.lease_ttl, progress or None
             )
         except Exception as exc:
+            for h in holding:
+                if h.job_id in progress and not h.progress_pending:
+                    h.progress_pending = True  # not written: the next renewal tries again
             # Store errors, and anything else: the local deadline stops the handlers in
             # time, so this loop only has to keep trying.
             self.stats.store_errors += 1
@@ -94,6 +102,7 @@ class LeaseKeeper(Actor):
             log.warning("lease renewals work again")
             self._failing = False
         self.stats.renewals += 1
+        self.stats.progress_written += len(progress)
         for h in holding:
             if h.job_id in reply.lost:
                 # Our own outcome may have landed just before this renewal did: that is

@@ -46,14 +46,15 @@ SUSPECT_AFTER = 3
 
 def outcome_size(outcome: Outcome) -> int:
     """Roughly the bytes an outcome sends to the store."""
+    base = 64 + len(outcome.progress or b"")
     if isinstance(outcome, Complete):
-        return len(outcome.result) + 64
+        return len(outcome.result) + base
     if isinstance(outcome, Fail):
         try:
-            return len(orjson.dumps(outcome.error)) + 64
+            return len(orjson.dumps(outcome.error)) + base
         except Exception:  # unserializable: the store will say so, and we isolate it
-            return 64
-    return 64
+            return base
+    return base
 
 
 @dataclass(slots=True)
@@ -213,4 +214,4 @@ def _plain_failure(outcome: Outcome, exc: Exception) -> Outcome | None:
         "OutcomeUnwritable",
         f"the attempt's {what} could not be stored: {type(exc).__name__}: {safe_str(exc)}"[:500])
     retry = outcome.retry_delay if isinstance(outcome, Fail) else None
-    return Fail(outcome.lease, error, retry)
+    return Fail(outcome.lease, error, retry, progress=outcome.progress)

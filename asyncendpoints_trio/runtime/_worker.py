@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import trio
 
@@ -57,11 +57,21 @@ class WorkerPool(Actor):
             held.outcome = await self.attempts.run(held)
             await self._hand_over(held)
 
+    @staticmethod
+    def _with_progress(held: HeldJob) -> None:
+        # The last report before the handler returned goes with its outcome: no renewal
+        # is left to carry it, and one in flight may land after the outcome and be fenced.
+        # So the latest report goes again even if a renewal took it.
+        held.progress_pending = False
+        if held.progress is not None and held.outcome is not None:
+            held.outcome = replace(held.outcome, progress=held.progress)
+
     async def _hand_over(self, held: HeldJob) -> None:
         if held.outcome is None:
             self.held.done(held)
         else:
             held.phase = Phase.FINISHING
+            self._with_progress(held)
             # A send that raises (cancelled) has not sent: the job stays ours to settle.
             await self.outcomes.send(held.outcome)
             self.held.give_credit(held)

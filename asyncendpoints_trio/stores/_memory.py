@@ -14,7 +14,8 @@ from __future__ import annotations
 import heapq
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from typing import Any
 
@@ -24,6 +25,7 @@ import trio
 from .._error_info import error_from_message
 from .._errors import IdempotencyConflict, QueueFull
 from .._job import TERMINAL, Attempt, Job, JobStatus, check_transition
+from ._feeds import JobFeeds, JobWatch
 from ._history import appended, error_summary, outcome_label
 from ._protocol import (
     AckCancel,
@@ -44,7 +46,8 @@ _OVERHEAD = 300  # bytes a job's bookkeeping takes beside what it carries, rough
 
 
 def _size(job: Job) -> int:
-    size = _OVERHEAD + len(job.payload) + len(job.result or b"") + 80 * len(job.attempts)
+    size = _OVERHEAD + len(job.payload) + len(job.result or b"") + 80 * len(job.attempts) \
+        + len(job.progress or b"")
     if job.error is not None:
         try:
             size += len(orjson.dumps(job.error))
@@ -91,6 +94,7 @@ class MemoryStore:
         self._counts: Counter[JobStatus] = Counter()
         self._fenced = 0
         self._cancel_listeners: list[Callable[[str], None]] = []
+        self.feeds = JobFeeds()
 
     # ---- internal bookkeeping ------------------------------------------------------------
 
@@ -98,12 +102,14 @@ class MemoryStore:
         self._seq += 1
         return self._seq
 
-    def _put(self, old: Job | None, new: Job) -> None:
+    def _put(self, old: Job | None, new: Job) -> Job:
+        """Store ``new`` in place of ``old`` (a status change); returns it as stored."""
         if old is not None:
             check_transition(new.id, old.status, new.status)
             self._counts[old.status] -= 1
+        new = replace(new, version=(0 if old is None else old.version) + 1)
         if old is None or old.result is not new.result or old.error is not new.error or \
-                old.attempts is not new.attempts:
+                old.attempts is not new.attempts or old.progress is not new.progress:
             size = _size(new)
             self._bytes += size - self._size_of.get(new.id, 0)
             self._size_of[new.id] = size
@@ -115,6 +121,19 @@ class MemoryStore:
             event = self._terminal_events.pop(new.id, None)
             if event is not None:
                 event.set()
+        self.feeds.publish(new)
+        return new
+
+    def _change(self, job: Job, **changes: Any) -> Job:
+        """A change that keeps the status (a cancel request, a progress report)."""
+        new = replace(job, version=job.version + 1, **changes)
+        if new.progress is not job.progress:
+            size = _size(new)
+            self._bytes += size - self._size_of.get(new.id, 0)
+            self._size_of[new.id] = size
+        self._jobs[new.id] = new
+        self.feeds.publish(new)
+        return new
 
     def _wake_workers(self) -> None:
         self._work.set()
@@ -219,7 +238,7 @@ class MemoryStore:
             principal=new.principal,
             trace=new.trace,
         )
-        self._put(None, job)
+        job = self._put(None, job)
         if new.idempotency_key is not None:
             self._idempotency[new.idempotency_key] = (job.id, new.fingerprint)
             self._key_of[job.id] = new.idempotency_key
@@ -246,9 +265,8 @@ class MemoryStore:
             job = self._jobs.get(job_id)
             if job is None or job.status is not _S.QUEUED:
                 continue
-            new = replace(job, status=_S.IN_PROGRESS, token=job.token + 1, owner=owner,
-                          started_at=wall, last_updated_at=wall)
-            self._put(job, new)
+            new = self._put(job, replace(job, status=_S.IN_PROGRESS, token=job.token + 1,
+                                         owner=owner, started_at=wall, last_updated_at=wall))
             deadline = now + lease_ttl
             self._deadline[job_id] = deadline
             heapq.heappush(self._leases, (deadline, self._next_seq(), job_id, new.token))
@@ -266,7 +284,8 @@ class MemoryStore:
             await self._work.wait()
 
     async def heartbeat(
-        self, owner: str, leases: Sequence[Lease], lease_ttl: float
+        self, owner: str, leases: Sequence[Lease], lease_ttl: float,
+        progress: Mapping[str, bytes] | None = None,
     ) -> HeartbeatReply:
         await trio.lowlevel.checkpoint()
         deadline = self._now() + lease_ttl
@@ -279,6 +298,9 @@ class MemoryStore:
                 continue
             self._deadline[lease.job_id] = deadline
             heapq.heappush(self._leases, (deadline, self._next_seq(), lease.job_id, lease.token))
+            report = progress.get(lease.job_id) if progress else None
+            if report is not None:
+                job = self._change(job, progress=report)
             if job.cancel_requested:
                 cancel.add(lease.job_id)
         return HeartbeatReply(lost=frozenset(lost), cancel_requested=frozenset(cancel))
@@ -311,7 +333,8 @@ class MemoryStore:
         history = self._history(job, outcome_label(outcome, job.cancel_requested), error, wall)
         if isinstance(outcome, Complete) and not job.retry_count and not job.attempts:
             history = ()  # the common case is told by the job's own times (see _history.py)
-        base = replace(job, owner=None, last_updated_at=wall, attempts=history)
+        base = replace(job, owner=None, last_updated_at=wall, attempts=history,
+                       progress=job.progress if outcome.progress is None else outcome.progress)
         if isinstance(outcome, Complete):
             self._put(job, replace(base, status=_S.COMPLETED, result=outcome.result,
                                    error=None, completed_at=wall))
@@ -323,10 +346,9 @@ class MemoryStore:
             if outcome.retry_delay is None:
                 self._put(job, replace(base, status=_S.FAILED, error=error, completed_at=wall))
             else:
-                scheduled = replace(base, status=_S.SCHEDULED, error=error,
-                                    retry_count=job.retry_count + 1,
-                                    due_at=wall + outcome.retry_delay)
-                self._put(job, scheduled)
+                scheduled = self._put(job, replace(base, status=_S.SCHEDULED, error=error,
+                                                   retry_count=job.retry_count + 1,
+                                                   due_at=wall + outcome.retry_delay))
                 self._schedule(scheduled, outcome.retry_delay)
         else:
             self._put(job, replace(base, status=_S.QUEUED, due_at=wall))
@@ -340,16 +362,13 @@ class MemoryStore:
             return job
         wall = self._wall()
         if job.status is _S.IN_PROGRESS:
-            new = replace(job, cancel_requested=True, last_updated_at=wall)
-            self._jobs[job_id] = new
+            new = self._change(job, cancel_requested=True, last_updated_at=wall)
             for listener in list(self._cancel_listeners):
                 listener(job_id)
             return new
         self._ready.remove(job_id)
-        new = replace(job, status=_S.CANCELED, completed_at=wall, last_updated_at=wall,
-                      due_at=None)
-        self._put(job, new)
-        return new
+        return self._put(job, replace(job, status=_S.CANCELED, completed_at=wall,
+                                      last_updated_at=wall, due_at=None))
 
     async def wait_for_terminal(self, job_id: str, timeout: float) -> Job | None:
         job = self._jobs.get(job_id)
@@ -360,6 +379,18 @@ class MemoryStore:
         with trio.move_on_after(timeout):
             await event.wait()
         return self._jobs.get(job_id)
+
+    @asynccontextmanager
+    async def watch(self, job_id: str) -> AsyncIterator[JobWatch]:
+        await trio.lowlevel.checkpoint()
+        watch = self.feeds.open(job_id)
+        try:
+            watch.current = self._jobs.get(job_id)
+            if watch.current is not None:
+                watch.offer(watch.current)
+            yield watch
+        finally:
+            self.feeds.close(watch)
 
     async def watch_events(self, on_cancel: Callable[[str], None]) -> None:
         self._cancel_listeners.append(on_cancel)
@@ -440,4 +471,5 @@ class MemoryStore:
             "idempotency_keys": len(self._idempotency),
             "fenced_writes": self._fenced,
             "bytes": self._bytes,
+            "watches": len(self.feeds),
         }

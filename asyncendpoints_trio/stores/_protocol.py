@@ -13,10 +13,12 @@ was reclaimed by someone else.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from .._job import EMPTY_CONTEXT, HttpContext, Job
+from ._feeds import JobWatch
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,7 @@ class Claimed:
 class Complete:
     lease: Lease
     result: bytes
+    progress: bytes | None = None  # the handler's last report, not yet written
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,7 @@ class Fail:
     lease: Lease
     error: Mapping[str, Any]
     retry_delay: float | None
+    progress: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +79,7 @@ class Release:
 
     lease: Lease
     ran: bool = False
+    progress: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +87,7 @@ class AckCancel:
     """The handler of a job whose cancellation was requested has stopped: ``Canceled``."""
 
     lease: Lease
+    progress: bytes | None = None
 
 
 Outcome = Complete | Fail | Release | AckCancel
@@ -140,9 +146,13 @@ class JobStore(Protocol):
         ...
 
     async def heartbeat(
-        self, owner: str, leases: Sequence[Lease], lease_ttl: float
+        self, owner: str, leases: Sequence[Lease], lease_ttl: float,
+        progress: Mapping[str, bytes] | None = None,
     ) -> HeartbeatReply:
-        """Extend every lease in one step; report the lost ones and the cancel requests."""
+        """Extend every lease in one step; report the lost ones and the cancel requests.
+
+        ``progress``: job id -> the latest progress report (JSON text) of a job among
+        ``leases``, stored with its renewal, and only where the lease still holds."""
         ...
 
     async def leases_of(self, owner: str) -> list[Lease]:
@@ -170,6 +180,15 @@ class JobStore(Protocol):
         cancellation is requested anywhere in the fleet. (Stores may use the same feed to
         end long-polls early.) Heartbeat replies carry cancel requests too, so a missed
         event only delays a cancellation, it never loses one."""
+        ...
+
+    def watch(self, job_id: str) -> AbstractAsyncContextManager[JobWatch]:
+        """Follow one job's changes (status, progress, a cancel request) for as long as
+        the context lasts. On entry the watch holds the job as it stands (``current``;
+        ``None``: no such job); ``changed(after)`` then waits for a version past
+        ``after``. Changes are coalesced to the latest state, so a slow reader costs
+        no memory. Needs ``watch_events`` running on this instance for prompt news
+        (Redis: one subscription for all watches; without it they are polled)."""
         ...
 
     async def recover(self, *, limit: int) -> RecoveryReport:

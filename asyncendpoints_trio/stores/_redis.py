@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from .._errors import (
 )
 from .._job import Job, JobStatus
 from ..redis import RedisClient, Script
+from ._feeds import JobFeeds, JobWatch
 from ._history import error_summary
 from ._protocol import (
     AckCancel,
@@ -95,8 +97,14 @@ _CONTROL = frozenset({"claim", "heartbeat", "finish", "recover", "owned"})
 CONTROL_CONNECTIONS = 6
 _DEFAULT_BULK_LIMIT = 512 * 1024 * 1024
 
-# Without a live subscription, long-polls re-read the job this often instead.
+# Without a live subscription, long-polls and event streams re-read the job this often.
 _POLL_WITHOUT_EVENTS = 0.5
+# Event streams register their jobs in WATCH for this long; the fan-out renews the
+# registrations (and re-reads the jobs, which repairs a missed message) every
+# _STREAM_REFRESH seconds, so a registration never lapses while a stream is open.
+_STREAM_REGISTRATION = 60.0
+_STREAM_REFRESH = 20.0
+_FEED_READS = 256  # jobs read in one pipelined round trip by the fan-out
 _RECLAIM_MESSAGE = "the instance running this job stopped renewing its lease"
 _RECLAIM_ERROR = orjson.dumps(error_from_message(
     "LeaseExpired", "the instance running this job stopped renewing its lease"))
@@ -118,7 +126,8 @@ class _Waiter:
 
     def __init__(self) -> None:
         self.event = trio.Event()
-        self.ended: tuple[bytes, bytes | None, bytes | None, bytes | None] | None = None
+        self.ended: tuple[bytes, bytes | None, bytes | None, bytes | None,
+                          bytes | None] | None = None
 
 
 class RedisStore:
@@ -145,6 +154,11 @@ class RedisStore:
         self._key_list = self.keys.as_list()
         self._cancel_channel = prefix + "cancel"
         self._done_channel = prefix + "done"
+        self._changes_channel = prefix + "changes"  # named in lua/_lib.lua too
+        self.feeds = JobFeeds()  # event streams on this instance, by job id
+        self._stale: set[str] = set()  # watched jobs whose change was announced, to read
+        self._stale_event = trio.Event()
+        self._feed_reads = 0
         self._waiters: dict[str, set[_Waiter]] = {}  # long-polls, by job id
         self._subscribed = False
         self._next_due: float | None = None  # trio time a retry falls due, as last seen
@@ -200,10 +214,10 @@ class RedisStore:
                 payload=new.payload, max_retries=new.max_retries, created_at=created,
                 last_updated_at=created, context=new.context, priority=new.priority,
                 due_at=created + (new.delay or 0.0) if delayed else None,
-                principal=new.principal, trace=new.trace), created=True)
+                principal=new.principal, trace=new.trace, version=1), created=True)
         if kind == SUBMIT_SAME:
             other = reply[1].decode()
-            job = decode_job(other, reply[2:7])
+            job = decode_job(other, reply[2:8])
             if job is None:
                 raise StoreError(f"job {other} vanished")
             return Submitted(job, created=False)
@@ -220,9 +234,9 @@ class RedisStore:
         claimed, next_due_ms = await self._run("claim", [owner, limit, int(lease_ttl * 1000)])
         self._note_next_due(int(next_due_ms))
         found: list[Claimed] = []
-        for raw_id, record, data, error in claimed:
+        for raw_id, record, data, error, *progress in claimed:
             job_id = raw_id.decode()
-            job = decode_job(job_id, (record, data, None, error))
+            job = decode_job(job_id, (record, data, None, error, None, *progress))
             assert job is not None
             found.append(Claimed(job, Lease(job_id, job.token, owner)))
         return found
@@ -239,11 +253,13 @@ class RedisStore:
         await self.control.blocking("BLPOP", self.keys.wake, timeout=timeout)
 
     async def heartbeat(
-        self, owner: str, leases: Sequence[Lease], lease_ttl: float
+        self, owner: str, leases: Sequence[Lease], lease_ttl: float,
+        progress: Mapping[str, bytes] | None = None,
     ) -> HeartbeatReply:
         args: list[str | bytes | int | float] = [owner, int(lease_ttl * 1000), len(leases)]
+        reports = progress or {}
         for lease in leases:
-            args += [lease.job_id, lease.token]
+            args += [lease.job_id, lease.token, reports.get(lease.job_id, b"")]
         lost, cancel = await self._run("heartbeat", args)
         return HeartbeatReply(lost=frozenset(i.decode() for i in lost),
                               cancel_requested=frozenset(i.decode() for i in cancel))
@@ -278,23 +294,25 @@ class RedisStore:
         for o in outcomes:
             lease = o.lease
             head: list[str | bytes | int | float] = [lease.job_id, lease.token, lease.owner]
+            report = o.progress or b""
             if isinstance(o, Complete):
-                args += [FINISH_COMPLETE, *head, o.result, 0, ""]
+                args += [FINISH_COMPLETE, *head, o.result, 0, "", report]
             elif isinstance(o, Fail):
                 body = orjson.dumps(o.error)
                 fields = _history_fields(o.error)
                 if o.retry_delay is None:
-                    args += [FINISH_FAIL, *head, body, 0, fields]
+                    args += [FINISH_FAIL, *head, body, 0, fields, report]
                 else:
-                    args += [FINISH_RETRY, *head, body, round(o.retry_delay * 1000), fields]
+                    args += [FINISH_RETRY, *head, body, round(o.retry_delay * 1000), fields,
+                             report]
                     retry_soonest = (o.retry_delay if retry_soonest is None
                                      else min(retry_soonest, o.retry_delay))
             elif isinstance(o, Release):
                 kind = FINISH_RELEASE if o.ran else FINISH_RELEASE_UNRUN
-                args += [kind, *head, "", 0, ""]
+                args += [kind, *head, "", 0, "", report]
             else:
                 assert isinstance(o, AckCancel)
-                args += [FINISH_ACK_CANCEL, *head, "", 0, ""]
+                args += [FINISH_ACK_CANCEL, *head, "", 0, "", report]
         applied = [bool(a) for a in await self._run("finish", args)]
         self._fenced += applied.count(False)
         if retry_soonest is not None:
@@ -329,8 +347,9 @@ class RedisStore:
                 if waiter.ended is not None:
                     # The end came with the job's new state: no read needed. (The data
                     # part never changes, so the watch reply's copy is current.)
-                    record, error, result, history = waiter.ended
-                    return decode_job(job_id, (record, snapshot[1], result, error, history))
+                    record, error, result, history, progress = waiter.ended
+                    return decode_job(job_id, (record, snapshot[1], result, error, history,
+                                               progress))
                 if waiter.event.is_set() or not self._subscribed:
                     waiters.discard(waiter)
                     waiter = _Waiter()
@@ -342,23 +361,47 @@ class RedisStore:
             if not waiters:
                 self._waiters.pop(job_id, None)
 
+    @asynccontextmanager
+    async def watch(self, job_id: str) -> AsyncIterator[JobWatch]:
+        watch = self.feeds.open(job_id)
+        try:
+            # Registered (WATCH) before the read, so no change can slip between the two.
+            snapshot = await self._run("watch", [job_id, int(_STREAM_REGISTRATION * 1000)])
+            watch.current = decode_job(job_id, snapshot)
+            if watch.current is not None:
+                watch.offer(watch.current)
+            yield watch
+        finally:
+            self.feeds.close(watch)
+
     async def watch_events(self, on_cancel: Callable[[str], None]) -> None:
-        """Deliver cancel requests and job ends as they happen (pub/sub), resubscribing
-        after a cut link. Runs until cancelled."""
+        """Deliver cancel requests, job ends and (to event streams) job changes as they
+        happen: one pub/sub subscription for the instance, resubscribing after a cut link.
+        Runs until cancelled."""
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._feed_watches)
+            await self._subscribe(on_cancel)
+
+    async def _subscribe(self, on_cancel: Callable[[str], None]) -> None:
         failures = 0
+        cancel_channel = self._cancel_channel.encode()
+        changes_channel = self._changes_channel.encode()
         while True:
             try:
-                async with self.client.subscribe(self._cancel_channel,
-                                                  self._done_channel) as subscription:
+                async with self.client.subscribe(self._cancel_channel, self._done_channel,
+                                                  self._changes_channel) as subscription:
                     self._subscribed = True
                     if failures:
                         log.info("event subscription restored")
                     failures = 0
                     self._wake_all_waiters()  # ends may have passed while we were away
+                    self._mark_stale(self.feeds.job_ids())
                     async for channel, data in subscription:
                         self._events_seen += 1
-                        if channel == self._cancel_channel.encode():
+                        if channel == cancel_channel:
                             on_cancel(data.decode())
+                        elif channel == changes_channel:
+                            self._mark_stale((data.decode(),))
                         else:
                             self._job_ended(data)
             except StoreUnavailable as exc:
@@ -369,12 +412,62 @@ class RedisStore:
                 self._subscribed = False
             await trio.sleep(backoff_delay(failures, 5.0))
 
+    def _mark_stale(self, job_ids: Any) -> None:
+        for job_id in job_ids:
+            if self.feeds.watched(job_id):
+                self._stale.add(job_id)
+        if self._stale:
+            self._stale_event.set()
+
+    async def _feed_watches(self) -> None:
+        """The fan-out: reads each job whose change was announced once, however many
+        streams here follow it and however many changes came meanwhile, and hands the
+        state to its watches. Also renews the streams' registrations."""
+        failures = 0
+        refreshed = trio.current_time()
+        while True:
+            interval = _STREAM_REFRESH if self._subscribed else _POLL_WITHOUT_EVENTS
+            if not self._stale:
+                self._stale_event = trio.Event()
+                with trio.move_on_at(refreshed + interval):
+                    await self._stale_event.wait()
+            if trio.current_time() >= refreshed + interval:
+                refreshed = trio.current_time()
+                self._stale.update(self.feeds.job_ids())
+            batch = [self._stale.pop() for _ in range(min(len(self._stale), _FEED_READS))]
+            if not batch:
+                continue
+            try:
+                await self._read_for_watches(batch)
+                failures = 0
+            except StoreUnavailable as exc:
+                self._stale.update(batch)
+                failures += 1
+                log.log(logging.WARNING if failures == 1 else logging.DEBUG,
+                        "reading jobs for event streams failed (%s); retrying", exc)
+                await trio.sleep(backoff_delay(failures, 5.0))
+
+    async def _read_for_watches(self, job_ids: list[str]) -> None:
+        ttl = str(int(_STREAM_REGISTRATION * 1000))
+        replies = await self.client.evalsha_many(
+            [(_SCRIPTS["watch"], self._key_list, [job_id, ttl]) for job_id in job_ids])
+        self._feed_reads += len(job_ids)
+        for job_id, reply in zip(job_ids, replies, strict=True):
+            if isinstance(reply, Exception):
+                log.warning("job %s: reading it for its event streams failed: %s", job_id,
+                            reply, extra={"job_id": job_id})
+                continue
+            job = decode_job(job_id, reply)
+            if job is not None:
+                self.feeds.publish(job)
+
     def _job_ended(self, message: bytes) -> None:
-        """``id`` alone, or ``id \\0 record \\0 error \\0 result \\0 history`` from finish
-        (NUL never occurs in a job id, a record or JSON text)."""
-        parts = message.split(b"\0", 4)
-        ended = ((parts[1], parts[2] or None, parts[3] or None, parts[4] or None)
-                 if len(parts) == 5 else None)
+        """``id`` alone, or ``id \\0 record \\0 error \\0 result \\0 history \\0 progress``
+        from finish (NUL never occurs in a job id, a record or JSON text)."""
+        parts = message.split(b"\0", 5)
+        ended = ((parts[1], parts[2] or None, parts[3] or None, parts[4] or None,
+                  parts[5] or None) if len(parts) == 6 else None)
+        self._mark_stale((parts[0].decode(),))
         for waiter in self._waiters.get(parts[0].decode(), ()):
             waiter.ended = ended
             waiter.event.set()
@@ -422,6 +515,8 @@ class RedisStore:
             "subscribed": self._subscribed,
             "events_seen": self._events_seen,
             "long_polls": sum(len(waiters) for waiters in self._waiters.values()),
+            "event_streams": len(self.feeds),
+            "event_stream_reads": self._feed_reads,
             "client": dataclasses.asdict(self.client.statistics()),
             "control": dataclasses.asdict(self.control.statistics()),
         }

@@ -33,6 +33,7 @@ class RedisKeys:
     watch: str
     seq: str
     hist: str
+    prog: str
 
     @classmethod
     def of(cls, queue: str) -> RedisKeys:
@@ -81,12 +82,14 @@ def decode_history(history: bytes | None) -> tuple[Attempt, ...]:
 
 
 def decode_job(job_id: str, snapshot: Sequence[Any]) -> Job | None:
-    """A job from ``{record, data, result, error[, history]}`` as the scripts return them."""
+    """A job from ``{record, data, result, error[, history[, progress]]}`` as the scripts
+    return them."""
     record, data, result, error = snapshot[:4]
     history = snapshot[4] if len(snapshot) > 4 else None
+    progress = snapshot[5] if len(snapshot) > 5 else None
     if not record or not data:
         return None
-    st, tok, rt, mx, cn, cr, sa, co, up, owner, pr, du, _ = record.split(b"|", 12)
+    st, tok, rt, mx, cn, cr, sa, co, up, owner, pr, du, ver, _ = record.split(b"|", 13)
     name, context, principal, trace, payload = data.split(b"\0", 4)
     return Job(
         id=job_id,
@@ -110,6 +113,8 @@ def decode_job(job_id: str, snapshot: Sequence[Any]) -> Job | None:
         principal=principal.decode() or None,
         trace=trace.decode(),
         attempts=decode_history(history),
+        progress=progress or None,
+        version=int(ver),
     )
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import trio
 
+from ..stores._feeds import JobWatch
 from ..stores._protocol import (
     Claimed,
     HeartbeatReply,
@@ -94,10 +96,10 @@ class InstrumentedStore:
     async def wait_for_work(self, timeout: float) -> None:
         await self._untimed("wait_for_work", lambda: self.inner.wait_for_work(timeout))
 
-    async def heartbeat(self, owner: str, leases: Sequence[Lease],
-                        lease_ttl: float) -> HeartbeatReply:
-        return await self._timed("heartbeat",
-                                 lambda: self.inner.heartbeat(owner, leases, lease_ttl))
+    async def heartbeat(self, owner: str, leases: Sequence[Lease], lease_ttl: float,
+                        progress: Mapping[str, bytes] | None = None) -> HeartbeatReply:
+        return await self._timed(
+            "heartbeat", lambda: self.inner.heartbeat(owner, leases, lease_ttl, progress))
 
     async def leases_of(self, owner: str) -> list[Lease]:
         return await self._timed("leases_of", lambda: self.inner.leases_of(owner))
@@ -114,6 +116,10 @@ class InstrumentedStore:
 
     async def watch_events(self, on_cancel: Callable[[str], None]) -> None:
         await self._untimed("watch_events", lambda: self.inner.watch_events(on_cancel))
+
+    def watch(self, job_id: str) -> AbstractAsyncContextManager[JobWatch]:
+        self._calls["watch"] += 1
+        return self.inner.watch(job_id)
 
     async def recover(self, *, limit: int) -> RecoveryReport:
         return await self._timed("recover", lambda: self.inner.recover(limit=limit))

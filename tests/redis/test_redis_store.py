@@ -13,6 +13,7 @@ from asyncendpoints_trio import TRANSITIONS
 from asyncendpoints_trio.stores._redis import RedisStore
 
 from ..store_contract import StoreContract, new_job, submit_one
+from ..store_contract_progress import ProgressContract
 from .conftest import fast_settings
 
 LUA = Path(__file__).resolve().parents[2] / "asyncendpoints_trio" / "stores" / "lua"
@@ -38,7 +39,7 @@ async def store(redis_url: str) -> AsyncIterator[RedisStore]:
     await store.aclose()
 
 
-class TestRedisStore(StoreContract):
+class TestRedisStore(StoreContract, ProgressContract):
     pass
 
 

@@ -14,6 +14,10 @@ local WAKE = KEYS[10]      -- LIST  at most one token: "there may be work", for 
 local WATCH = KEYS[11]     -- ZSET  id -> until (ms): someone long-polls it; publish when it ends
 local SEQ = KEYS[12]       -- STRING the last place in line handed out (INCRBY)
 local HIST = KEYS[13]      -- HASH  id -> the latest attempts, one JSON object per line
+local PROG = KEYS[14]      -- HASH  id -> the latest progress report (JSON)
+-- Changes of watched jobs (WATCH) are published here, as the job's id: event streams
+-- follow them. A channel is no key; its name shares the keys' prefix.
+local CHANGES = string.sub(REC, 1, #REC - 3) .. 'changes'
 -- Times come from this server's clock (TIME), never from the callers'.
 
 local TERMINAL = {Completed = true, Failed = true, Canceled = true}
@@ -33,21 +37,33 @@ local function ms(n)
 end
 
 -- The record: status|token|retries|maxRetries|cancel|created|started|completed|updated|
--- owner|priority|due|idem. Times in microseconds ('' when unset); due is when a Scheduled job
--- becomes Queued. The idempotency key comes last because it may contain '|'.
+-- owner|priority|due|version|idem. Times in microseconds ('' when unset); due is when a
+-- Scheduled job becomes Queued; version grows with every change (touch, bump), the id of
+-- the job's events. The idempotency key comes last because it may contain '|'.
 local PATTERN = '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|' ..
-                '([^|]*)|([^|]*)|([^|]*)|(.*)$'
+                '([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$'
 
 local function dec(s)
-  local st, tok, rt, mx, cn, cr, sa, co, up, ow, pr, du, idem = string.match(s, PATTERN)
+  local st, tok, rt, mx, cn, cr, sa, co, up, ow, pr, du, ver, idem = string.match(s, PATTERN)
   return {st = st, tok = tonumber(tok), rt = tonumber(rt), mx = tonumber(mx), cn = cn,
           cr = cr, sa = sa, co = co, up = up, ow = ow, pr = tonumber(pr), du = du,
-          idem = idem}
+          ver = tonumber(ver), idem = idem}
 end
 
 local function enc(r)
   return table.concat({r.st, ms(r.tok), ms(r.rt), ms(r.mx), r.cn, r.cr, r.sa, r.co, r.up,
-                       r.ow, ms(r.pr), r.du, r.idem}, '|')
+                       r.ow, ms(r.pr), r.du, ms(r.ver), r.idem}, '|')
+end
+
+-- A change of the job that keeps its lastUpdatedAt (a progress report).
+local function bump(r)
+  r.ver = r.ver + 1
+end
+
+-- A change of the job's state: lastUpdatedAt moves too.
+local function touch(r)
+  r.up = ms(STAMP)
+  r.ver = r.ver + 1
 end
 
 -- A job's history: one line per attempt, the latest MAX_ATTEMPTS kept. `fields` is the JSON
@@ -105,6 +121,21 @@ end
 
 local function wake()
   if redis.call('LLEN', WAKE) == 0 then redis.call('RPUSH', WAKE, '1') end
+end
+
+-- Tell event streams about changed jobs, for those someone watches (nobody else pays
+-- more than one ZCARD).
+local function notify(ids)
+  if #ids == 0 or redis.call('ZCARD', WATCH) == 0 then return end
+  local i = 1
+  while i <= #ids do
+    local j = math.min(i + SLICE - 1, #ids)
+    local watched = redis.call('ZMSCORE', WATCH, unpack(ids, i, j))
+    for k = 1, #watched do
+      if watched[k] then redis.call('PUBLISH', CHANGES, ids[i + k - 1]) end
+    end
+    i = j + 1
+  end
 end
 
 -- The ready queue is a sorted set rather than a list, so that taking a job out of the middle
@@ -165,7 +196,7 @@ local function promote(now, limit)
     local r = records[i] and dec(records[i])
     if r and r.st == 'Scheduled' then
       r.st = 'Queued'
-      r.up = ms(STAMP)
+      touch(r)
       writes[#writes + 1] = id
       writes[#writes + 1] = enc(r)
       queued[#queued + 1] = id
@@ -175,14 +206,16 @@ local function promote(now, limit)
   if #queued > 0 then
     call_many('HSET', REC, writes)
     enqueue_back(queued, priorities)
+    notify(queued)
   end
   return #queued
 end
 
--- A job as get, watch, cancel and submit return it: {record, data, result, error, history}.
+-- A job as get, watch, cancel and submit return it:
+-- {record, data, result, error, history, progress}.
 local function snapshot(id)
   return {redis.call('HGET', REC, id), redis.call('HGET', DATA, id),
           redis.call('HGET', OUT, id), redis.call('HGET', ERR, id),
-          redis.call('HGET', HIST, id)}
+          redis.call('HGET', HIST, id), redis.call('HGET', PROG, id)}
 end
 

@@ -12,14 +12,15 @@ if r.st == 'Queued' or r.st == 'Scheduled' then
     redis.call('ZREM', SCHEDULED, id)
   end
   r.st = 'Canceled'
-  r.up = ms(STAMP)
+  touch(r)
   r.du = ''
   terminal(id, r, now, retention_ms, ARGV[4])
   redis.call('HSET', REC, id, enc(r))
 elseif r.st == 'InProgress' and r.cn ~= '1' then
   r.cn = '1'
-  r.up = ms(STAMP)
+  touch(r)
   redis.call('HSET', REC, id, enc(r))
   redis.call('PUBLISH', ARGV[3], id)
+  notify({id})
 end
 return snapshot(id)

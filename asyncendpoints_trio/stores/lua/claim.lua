@@ -1,7 +1,7 @@
 -- Move up to `limit` Queued jobs to InProgress under leases held by `owner`; every claim
 -- increments the job's fencing token. Due retries are promoted first.
 -- ARGV: owner, limit, lease_ms. Reply: {claimed, next_due_in_ms (-1: none)} where each
--- claimed entry is {id, record, data, error}.
+-- claimed entry is {id, record, data, error, progress}.
 local now = now_ms()
 local owner, limit, lease_ms = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 promote(now, math.max(limit, 64))
@@ -19,7 +19,7 @@ if #ids > 0 then
       r.tok = r.tok + 1
       r.ow = owner
       r.sa = ms(STAMP)
-      r.up = ms(STAMP)
+      touch(r)
       local s = enc(r)
       taken[#taken + 1] = id
       writes[#writes + 1] = id
@@ -34,10 +34,13 @@ if #ids > 0 then
     call_many('ZADD', LEASES, leases)
     local datas = hmget(DATA, taken)
     local errors = hmget(ERR, taken)
+    local reports = hmget(PROG, taken)
     for i, entry in ipairs(claimed) do
       entry[3] = datas[i]
       entry[4] = errors[i]
+      entry[5] = reports[i]
     end
+    notify(taken)
   end
 end
 -- More work than we took: pass the wake-up on to the next idle instance.

@@ -1,6 +1,7 @@
 -- Apply outcomes of running jobs; each must carry the job's current fencing token.
 -- ARGV: retention_ms, done_channel, n, then per outcome: kind, id, token, owner ('' for
--- any), body, delay_ms, history fields (JSON members for the attempt's history line, or '').
+-- any), body, delay_ms, history fields (JSON members for the attempt's history line, or ''),
+-- progress (the handler's last report not yet written, or '').
 -- kind: C complete (body: result) | F failed for good (body: error) | R retry after
 -- delay_ms (body: error) | L release of a run that started, no attempt charged | l release
 -- of a job whose handler never started | X cancel acknowledged.
@@ -12,7 +13,7 @@
 local now = now_ms()
 local retention_ms, done_channel, n = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local ids = {}
-local F = 7  -- fields per outcome
+local F = 8  -- fields per outcome
 for i = 0, n - 1 do ids[#ids + 1] = ARGV[4 + i * F + 1] end
 local found = hmget(REC, ids)
 local state = {}
@@ -22,12 +23,13 @@ end
 local changed, order = {}, {}
 local lines = {}  -- id -> history lines to append, in order
 local results, errors, clear_errors, released = {}, {}, {}, {}
+local reports, moved = {}, {}
 local ended, expiry, scheduled, unleased = {}, {}, {}, {}
 local applied = {}
 for i = 0, n - 1 do
   local b = 4 + i * F
   local kind, id, token, owner = ARGV[b], ARGV[b + 1], tonumber(ARGV[b + 2]), ARGV[b + 3]
-  local body, delay, fields = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6]
+  local body, delay, fields, progress = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
   local r = state[id]
   if not r or r.st ~= 'InProgress' or r.tok ~= token or (owner ~= '' and r.ow ~= owner) then
     applied[#applied + 1] = 0
@@ -46,7 +48,11 @@ for i = 0, n - 1 do
       table.insert(lines[id], {attempt_line(r, label, fields), kind == 'C' and r.rt == 0})
     end
     r.ow = ''
-    r.up = ms(STAMP)
+    touch(r)
+    if progress ~= '' then
+      reports[#reports + 1] = id
+      reports[#reports + 1] = progress
+    end
     if kind == 'C' then
       r.st = 'Completed'
       results[#results + 1] = id
@@ -81,6 +87,8 @@ for i = 0, n - 1 do
       ended[#ended + 1] = id
       expiry[#expiry + 1] = now + retention_ms
       expiry[#expiry + 1] = id
+    else
+      moved[#moved + 1] = id
     end
     if not changed[id] then
       changed[id] = true
@@ -118,6 +126,8 @@ if #order > 0 then
   end
 end
 if #results > 0 then call_many('HSET', OUT, results) end
+if #reports > 0 then call_many('HSET', PROG, reports) end
+notify(moved)
 if #clear_errors > 0 then call_many('HDEL', ERR, clear_errors) end
 if #errors > 0 then call_many('HSET', ERR, errors) end
 if #scheduled > 0 then
@@ -140,8 +150,9 @@ if #ended > 0 then
         local result = redis.call('HGET', OUT, id) or ''
         local err = redis.call('HGET', ERR, id) or ''
         local history = redis.call('HGET', HIST, id) or ''
+        local progress = redis.call('HGET', PROG, id) or ''
         redis.call('PUBLISH', done_channel,
-                   table.concat({id, enc(state[id]), err, result, history}, '\0'))
+                   table.concat({id, enc(state[id]), err, result, history, progress}, '\0'))
       end
     end
   end

@@ -21,7 +21,7 @@ for _, id in ipairs(expired) do
     end
     redis.call('HSET', HIST, id, with_line(redis.call('HGET', HIST, id), line))
     r.ow = ''
-    r.up = ms(STAMP)
+    touch(r)
     if r.cn == '1' then
       r.st = 'Canceled'
       terminal(id, r, now, retention_ms, done_channel)
@@ -43,6 +43,7 @@ for _, id in ipairs(expired) do
   end
 end
 enqueue_front(back)
+notify(back)
 local promoted = promote(now, limit)
 local purged = 0
 local old = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', now, 'LIMIT', 0, limit)
@@ -59,6 +60,7 @@ for _, id in ipairs(old) do
   redis.call('HDEL', OUT, id)
   redis.call('HDEL', ERR, id)
   redis.call('HDEL', HIST, id)
+  redis.call('HDEL', PROG, id)
   redis.call('ZREM', EXPIRY, id)
   purged = purged + 1
 end

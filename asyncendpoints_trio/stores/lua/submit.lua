@@ -3,7 +3,7 @@
 -- ('' for none), fingerprint, priority, delay_ms (0: now).
 -- Reply per job, by kind:
 --   {'new', created_us}                              stored now
---   {'same', id, record, data, result, error, history} that job exists already: the same
+--   {'same', id, record, data, result, error, history, progress} that job exists already: the same
 --                                                    key and request, or (no key) the same
 --                                                    id and data sent again after a reply
 --                                                    was lost
@@ -35,9 +35,11 @@ local records, datas, order, priorities, idems, later = {}, {}, {}, {}, {}, {}
 local replies = {}
 
 local function same(id)
-  if taken[id] then return {'same', id, taken[id][1], taken[id][2], false, false, false} end
+  if taken[id] then
+    return {'same', id, taken[id][1], taken[id][2], false, false, false, false}
+  end
   local s = snapshot(id)
-  return {'same', id, s[1], s[2], s[3], s[4], s[5]}
+  return {'same', id, s[1], s[2], s[3], s[4], s[5], s[6]}
 end
 
 for i = 0, n - 1 do
@@ -70,7 +72,7 @@ for i = 0, n - 1 do
   else
     local r = {st = 'Queued', tok = 0, rt = 0, mx = tonumber(mx), cn = '0', cr = ms(STAMP),
                sa = '', co = '', up = ms(STAMP), ow = '', pr = priority, du = '',
-               idem = idem}
+               ver = 1, idem = idem}
     if delay > 0 then
       r.st = 'Scheduled'
       r.du = ms(STAMP + delay * 1000)
