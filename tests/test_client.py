@@ -92,6 +92,12 @@ def make_kit(config: EndpointsConfig | None = None) -> Kit:
         await kit.gate.wait()
         return "opened"
 
+    @endpoints.handler("Halfway")
+    async def halfway(ctx: AsyncContext[Any]) -> str:
+        await ctx.report_progress({"done": 1, "total": 2})
+        await kit.gate.wait()
+        return "done"
+
     def busy(ctx: SubmitContext[Order]) -> Any:
         if kit.busy_answers[0] > 0:
             kit.busy_answers[0] -= 1
@@ -114,6 +120,16 @@ def make_kit(config: EndpointsConfig | None = None) -> Kit:
     @app.route("/html-error", methods=["POST"])
     async def html_error() -> Response:
         return Response("<h1>Bad Gateway</h1>", status=502, content_type="text/html")
+
+    @app.route("/plain-jobs/<uuid:job_id>", methods=["GET"])
+    async def plain(job_id: Any) -> Response:
+        # A job route as a service without event streams has it: JSON, whatever the Accept.
+        wait = float(request.args.get("wait", "0"))
+        key = str(job_id)
+        job = await (endpoints.store.wait_for_terminal(key, wait) if wait
+                     else endpoints.store.get(key))
+        assert job is not None
+        return Response(job_to_json(job), content_type="application/json")
 
     @app.route("/sse/<uuid:job_id>", methods=["GET"])
     async def sse(job_id: Any) -> Any:
@@ -145,6 +161,7 @@ def make_kit(config: EndpointsConfig | None = None) -> Kit:
     endpoints.map_async_post("Order", "/held-orders", hook=held)
     endpoints.map_async_post("Fail", "/fail")
     endpoints.map_async_post("Gate", "/gate")
+    endpoints.map_async_post("Halfway", "/halfway")
     endpoints.map_job_details("/jobs/<uuid:job_id>")
     return kit
 
@@ -267,7 +284,8 @@ async def test_a_200_submit_answer_is_a_finished_job() -> None:
 async def test_events_from_long_polls_where_the_service_streams_none() -> None:
     kit = make_kit()
     async with client_of(kit, events_poll=0.2) as (client, _):
-        job = await client.submit("/gate")
+        submitted = await client.submit("/gate")
+        job = await client.job(f"/plain-jobs/{submitted.id}")
         statuses: list[str] = []
         with trio.fail_after(10):
             async with aclosing(job.events()) as events:
@@ -279,6 +297,25 @@ async def test_events_from_long_polls_where_the_service_streams_none() -> None:
     assert statuses[0] in ("Queued", "InProgress") and statuses[-1] == "Completed"
     assert all(a != b for a, b in itertools.pairwise(statuses))
     assert client._streams_offered is False  # asked once, then long-polled
+
+
+async def test_the_services_own_event_stream_gives_status_and_progress() -> None:
+    kit = make_kit()
+    async with client_of(kit) as (client, _):
+        job = await client.submit("/halfway")
+        seen: list[tuple[str, str, Any]] = []
+        with trio.fail_after(10):
+            async with aclosing(job.events()) as events:
+                async for event in events:
+                    seen.append((event.kind, event.status, event.progress))
+                    if event.progress is not None:
+                        kit.gate.set()
+            final = await job.wait(timeout=5)
+    assert client._streams_offered is True  # the job route streamed
+    assert ("progress", "InProgress", {"done": 1, "total": 2}) in seen \
+        or ("status", "InProgress", {"done": 1, "total": 2}) in seen
+    assert seen[-1][1] == "Completed" and final["result"] == "done"
+    assert final["progress"] == {"done": 1, "total": 2}  # kept past the end
 
 
 async def test_an_event_stream_is_followed_and_resumed_with_last_event_id() -> None:
