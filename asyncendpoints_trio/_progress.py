@@ -22,7 +22,13 @@ def encode_progress(value: Any, limit: int) -> bytes:
         raise TypeError("progress must be a number in [0, 1] or a JSON object (a dict), "
                         f"not {type(value).__name__}")
     if not isinstance(value, Mapping):
-        if not math.isfinite(value) or not 0 <= value <= 1:
+        # Ints are compared as ints: math.isfinite(10**400) overflows, and the repr of a
+        # long enough int is itself an error.
+        if isinstance(value, int):
+            if not 0 <= value <= 1:
+                shown = repr(value) if abs(value) < 10**30 else "an int out of range"
+                raise ValueError(f"progress must be a number in [0, 1], not {shown}")
+        elif not math.isfinite(value) or not 0 <= value <= 1:
             raise ValueError(f"progress must be a number in [0, 1], not {value!r}")
         return orjson.dumps(float(value))
     try:

@@ -47,7 +47,8 @@ def make_app(config: EndpointsConfig | None = None, owners: bool = False
     @endpoints.handler("Bad")
     async def bad(ctx: AsyncContext[Any]) -> dict[str, str]:
         problems = {}
-        for value in (1.5, -0.1, float("nan"), True, "half", [1], {"x": "y" * 5000}):
+        for value in (1.5, -0.1, float("nan"), True, "half", [1], {"x": "y" * 5000}, 2,
+                      10**400):  # an int too large for a float: still a ValueError
             try:
                 await ctx.report_progress(value)
             except (TypeError, ValueError) as exc:
@@ -116,7 +117,8 @@ async def test_bad_progress_values_raise_in_the_handler() -> None:
     assert done["status"] == "Completed" and done["progress"] is None
     assert done["result"] == {"1.5": "ValueError", "-0.1": "ValueError", "nan": "ValueError",
                               "True": "TypeError", "'half'": "TypeError", "[1]": "TypeError",
-                              "{'x': 'yyyyyyyyyyyyy": "ValueError"}
+                              "{'x': 'yyyyyyyyyyyyy": "ValueError", "2": "ValueError",
+                              "1" + "0" * 19: "ValueError"}
 
 
 async def test_a_stream_resumes_from_its_last_event_id() -> None:

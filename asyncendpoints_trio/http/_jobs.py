@@ -54,6 +54,14 @@ def _wait_seconds(raw: str | None, cap: float) -> float:
 def make_job_view(endpoints: AsyncEndpoints,
                   authorize: AuthorizeHook | None) -> Callable[..., Awaitable[Any]]:
     async def job_view(job_id: Any) -> Any:
+        answer = await read_or_cancel(job_id)
+        if request.method == "GET" and isinstance(answer, Response):
+            # Every answer of a GET depends on Prefer (a wait) and Accept (JSON or a
+            # stream), problems too, so caches must key on both.
+            answer.headers["Vary"] = "Prefer, Accept"
+        return answer
+
+    async def read_or_cancel(job_id: Any) -> Any:
         config = endpoints.config
         try:
             # The uuid converter hands us a UUID; the fallback rule hands us any string.
@@ -72,9 +80,6 @@ def make_job_view(endpoints: AsyncEndpoints,
             wait = 0.0
             extra: dict[str, str] = {}
             if action == "read" and not stream:
-                # The answer depends on Prefer (a wait) and on Accept (JSON or a stream),
-                # so caches must key on both.
-                extra["Vary"] = "Prefer, Accept"
                 try:
                     given = request.args.getlist("wait")
                     if len(given) > 1:

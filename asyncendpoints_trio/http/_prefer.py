@@ -12,12 +12,12 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-# token / quoted-string (RFC 9110 5.6.2, 5.6.4); the quoted string's escapes are undone below.
-_WORD = r'(?:[!#$%&\'*+.^_`|~0-9A-Za-z-]+|"(?:[^"\\]|\\.)*")'
-_PREFERENCE = re.compile(
-    r'\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*(?:=\s*(' + _WORD + r'))?\s*'
-    r'((?:;\s*[!#$%&\'*+.^_`|~0-9A-Za-z-]+\s*(?:=\s*' + _WORD + r')?\s*)*)\s*(?:,|$)')
-_SECONDS = re.compile(r"\d{1,9}(?:\.\d{1,6})?")
+# tchar (RFC 9110 5.6.2). The grammar is scanned by hand, one pass, rather than by a
+# regular expression: one with optional whitespace on both sides of a repeated group
+# backtracks exponentially on a short hostile header, and blocks the event loop meanwhile.
+_TCHAR = frozenset("!#$%&'*+.^_`|~0123456789abcdefghijklmnopqrstuvwxyz"
+                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ-")
+_SECONDS = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,6})?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,28 +33,83 @@ class Preferences:
 NONE = Preferences()
 
 
-def _unquote(word: str) -> str:
-    if word.startswith('"'):
-        return re.sub(r"\\(.)", r"\1", word[1:-1])
-    return word
+def _skip_space(value: str, at: int) -> int:
+    while at < len(value) and value[at] in " \t":
+        at += 1
+    return at
+
+
+def _token_end(value: str, at: int) -> int:
+    while at < len(value) and value[at] in _TCHAR:
+        at += 1
+    return at
+
+
+def _word(value: str, at: int) -> tuple[str, int] | None:
+    """A token or a quoted-string (RFC 9110 5.6.4, escapes undone) at ``at``, and where it
+    ends; ``None`` if there is neither."""
+    if at < len(value) and value[at] == '"':
+        out: list[str] = []
+        i = at + 1
+        while i < len(value):
+            char = value[i]
+            if char == "\\":
+                if i + 1 == len(value):
+                    return None
+                out.append(value[i + 1])
+                i += 2
+            elif char == '"':
+                return "".join(out), i + 1
+            else:
+                out.append(char)
+                i += 1
+        return None  # unterminated
+    end = _token_end(value, at)
+    return None if end == at else (value[at:end], end)
+
+
+def _value_after_equals(value: str, at: int) -> tuple[str | None, int] | None:
+    """``BWS "=" BWS word`` if it starts at ``at``: (the word, where it ends); (None, at)
+    when there is no ``=``; ``None`` when there is one but no word after it."""
+    at = _skip_space(value, at)
+    if at >= len(value) or value[at] != "=":
+        return None, at
+    word = _word(value, _skip_space(value, at + 1))
+    if word is None:
+        return None
+    return word[0], _skip_space(value, word[1])
 
 
 def _preferences(value: str) -> Iterable[tuple[str, str | None]]:
     """``(name, value)`` per preference of one field value; a malformed element and
     everything after it are skipped (its end cannot be told apart from a quoted comma)."""
     at = 0
-    while at < len(value):
+    while True:
         # A list may hold empty elements (RFC 9110 5.6.1): ", , wait=5".
         while at < len(value) and value[at] in " \t,":
             at += 1
-        if at == len(value):
+        if at >= len(value):
             return
-        match = _PREFERENCE.match(value, at)
-        if match is None or match.end() == at:
+        end = _token_end(value, at)
+        if end == at:
             return
-        at = match.end()
-        word = match.group(2)
-        yield match.group(1).lower(), None if word is None else _unquote(word)
+        name = value[at:end].lower()
+        got = _value_after_equals(value, end)
+        if got is None:
+            return
+        word, at = got
+        while at < len(value) and value[at] == ";":  # parameters: read, and ignored
+            at = _skip_space(value, at + 1)
+            end = _token_end(value, at)
+            if end == at:
+                continue  # "wait=5;" ends with an empty parameter, which is allowed
+            param = _value_after_equals(value, end)
+            if param is None:
+                return
+            at = param[1]
+        if at < len(value) and value[at] != ",":
+            return
+        yield name, word
 
 
 def parse_prefer(fields: Iterable[str]) -> Preferences:
