@@ -16,7 +16,7 @@ from .._job import Job
 
 
 class WatchEnded(Exception):
-    """The watch was ended from outside: the server is shutting down."""
+    """The watch was ended from outside: the server is shutting down, or the job is gone."""
 
 
 class JobWatch:
@@ -88,6 +88,17 @@ class JobFeeds:
     def publish(self, job: Job) -> None:
         for watch in self._watches.get(job.id, ()):
             watch.offer(job)
+
+    def known_version(self, job_id: str) -> int:
+        """The version every watch of the job has seen at least (-1: none, or unwatched)."""
+        seen = [(w.latest or w.current) for w in self._watches.get(job_id, ())]
+        return min((job.version if job is not None else -1) for job in seen) if seen else -1
+
+    def end_job(self, job_id: str) -> None:
+        """End the watches of a job that is gone: their streams close, and a reconnect
+        hears 404."""
+        for watch in self._watches.get(job_id, ()):
+            watch.end()
 
     def watched(self, job_id: str) -> bool:
         return job_id in self._watches

@@ -173,6 +173,7 @@ class MemoryStore:
             job = self._jobs.pop(job_id, None)
             if job is None:
                 continue
+            self.feeds.end_job(job_id)
             self._counts[job.status] -= 1
             self._bytes -= self._size_of.pop(job_id, 0)
             key = self._key_of.pop(job_id, None)

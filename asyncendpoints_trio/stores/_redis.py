@@ -73,6 +73,7 @@ _LIB = (_LUA / "_lib.lua").read_text(encoding="utf-8")
 _FLAGS = {
     "submit": "",
     "watch": "",
+    "renew_watch": "",
     "claim": "allow-oom",
     "heartbeat": "allow-oom",
     "finish": "allow-oom",
@@ -105,6 +106,7 @@ _POLL_WITHOUT_EVENTS = 0.5
 _STREAM_REGISTRATION = 60.0
 _STREAM_REFRESH = 20.0
 _FEED_READS = 256  # jobs read in one pipelined round trip by the fan-out
+_RENEWALS = 1_000  # registrations renewed (and versions read) by one script call
 _RECLAIM_MESSAGE = "the instance running this job stopped renewing its lease"
 _RECLAIM_ERROR = orjson.dumps(error_from_message(
     "LeaseExpired", "the instance running this job stopped renewing its lease"))
@@ -159,6 +161,7 @@ class RedisStore:
         self._stale: set[str] = set()  # watched jobs whose change was announced, to read
         self._stale_event = trio.Event()
         self._feed_reads = 0
+        self._watch_renewals = 0
         self._waiters: dict[str, set[_Waiter]] = {}  # long-polls, by job id
         self._subscribed = False
         self._next_due: float | None = None  # trio time a retry falls due, as last seen
@@ -422,7 +425,8 @@ class RedisStore:
     async def _feed_watches(self) -> None:
         """The fan-out: reads each job whose change was announced once, however many
         streams here follow it and however many changes came meanwhile, and hands the
-        state to its watches. Also renews the streams' registrations."""
+        state to its watches. Also renews the streams' registrations, which reads only
+        versions: a job is read in full again only if it changed unseen (a lost message)."""
         failures = 0
         refreshed = trio.current_time()
         while True:
@@ -431,21 +435,35 @@ class RedisStore:
                 self._stale_event = trio.Event()
                 with trio.move_on_at(refreshed + interval):
                     await self._stale_event.wait()
-            if trio.current_time() >= refreshed + interval:
-                refreshed = trio.current_time()
-                self._stale.update(self.feeds.job_ids())
-            batch = [self._stale.pop() for _ in range(min(len(self._stale), _FEED_READS))]
-            if not batch:
-                continue
+            batch: list[str] = []
             try:
-                await self._read_for_watches(batch)
+                if trio.current_time() >= refreshed + interval:
+                    refreshed = trio.current_time()
+                    await self._renew_watches(list(self.feeds.job_ids()))
+                batch = [self._stale.pop() for _ in range(min(len(self._stale), _FEED_READS))]
+                if batch:
+                    await self._read_for_watches(batch)
                 failures = 0
-            except StoreUnavailable as exc:
+            except StoreError as exc:
+                # Not only StoreUnavailable: a refused script (OOM) must not take the
+                # instance's one subscription down with it; the jobs are read again.
                 self._stale.update(batch)
                 failures += 1
                 log.log(logging.WARNING if failures == 1 else logging.DEBUG,
                         "reading jobs for event streams failed (%s); retrying", exc)
                 await trio.sleep(backoff_delay(failures, 5.0))
+
+    async def _renew_watches(self, job_ids: list[str]) -> None:
+        ttl = str(int(_STREAM_REGISTRATION * 1000))
+        for start in range(0, len(job_ids), _RENEWALS):
+            chunk = job_ids[start:start + _RENEWALS]
+            versions = await self._run("renew_watch", [ttl, *chunk])
+            self._watch_renewals += len(chunk)
+            for job_id, version in zip(chunk, versions, strict=True):
+                if version < 0:
+                    self.feeds.end_job(job_id)  # gone (retention, eviction): nothing to follow
+                elif version > self.feeds.known_version(job_id):
+                    self._stale.add(job_id)
 
     async def _read_for_watches(self, job_ids: list[str]) -> None:
         ttl = str(int(_STREAM_REGISTRATION * 1000))
@@ -456,9 +474,16 @@ class RedisStore:
             if isinstance(reply, Exception):
                 log.warning("job %s: reading it for its event streams failed: %s", job_id,
                             reply, extra={"job_id": job_id})
-                continue
-            job = decode_job(job_id, reply)
-            if job is not None:
+                continue  # the next renewal sees its version, and reads it then
+            try:
+                job = decode_job(job_id, reply)
+            except ValueError as exc:
+                log.error("job %s: its record cannot be read (%s); its event streams end",
+                          job_id, exc, extra={"job_id": job_id})
+                job = None
+            if job is None:
+                self.feeds.end_job(job_id)
+            else:
                 self.feeds.publish(job)
 
     def _job_ended(self, message: bytes) -> None:
@@ -517,6 +542,7 @@ class RedisStore:
             "long_polls": sum(len(waiters) for waiters in self._waiters.values()),
             "event_streams": len(self.feeds),
             "event_stream_reads": self._feed_reads,
+            "event_stream_renewals": self._watch_renewals,
             "client": dataclasses.asdict(self.client.statistics()),
             "control": dataclasses.asdict(self.control.statistics()),
         }

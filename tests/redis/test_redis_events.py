@@ -230,3 +230,46 @@ def _rss_kib() -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+async def test_a_quiet_stream_is_renewed_without_rereading_its_job_and_ends_when_it_is_gone(
+        redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Renewing a stream's registration reads the job's version only: a quiet stream on a
+    # job with a large payload used to read the whole job again at every refresh.
+    from asyncendpoints_trio.stores import _redis as redis_store
+
+    monkeypatch.setattr(redis_store, "_STREAM_REFRESH", 0.1)
+    gate = Gate()
+    async with fleet(redis_url, gate) as (_workers_url, api_url, _workers, api), \
+            httpx.AsyncClient(base_url=api_url) as client:
+        submitted = await client.post("/report", json={"pad": "x" * 100_000})
+        url = f"{api_url}{submitted.headers['location']}"
+        store = api.store.inner  # type: ignore[attr-defined]
+        with trio.fail_after(15):
+            async with open_stream(url) as stream:
+                seen = [await _next(stream)]
+                while seen[-1].event != "progress":
+                    seen.append(await _next(stream))
+                reads = store.statistics()["event_stream_reads"]
+                renewals: list[int] = []
+                five = trio.Event()
+                renew = store._renew_watches
+
+                async def counted(job_ids: list[str]) -> None:
+                    await renew(job_ids)
+                    renewals.append(len(job_ids))
+                    if len(renewals) == 5:
+                        five.set()
+
+                monkeypatch.setattr(store, "_renew_watches", counted)
+                await five.wait()  # five real refreshes, 0.1 s apart
+                assert store.statistics()["event_stream_reads"] == reads
+                assert store.statistics()["event_stream_renewals"] >= 5
+                # The job vanishes under the stream (evicted, flushed): the stream ends
+                # at the next renewal instead of sending keep-alives forever.
+                job_id = submitted.json()["id"]
+                async with RedisClient.from_url(redis_url) as redis:
+                    await redis.execute("HDEL", store.keys.rec, job_id)
+                rest = await stream.rest()
+        gate.release.set()
+    assert all(e.event != "terminal" for e in rest)
