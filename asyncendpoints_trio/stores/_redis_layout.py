@@ -89,7 +89,12 @@ def decode_job(job_id: str, snapshot: Sequence[Any]) -> Job | None:
     progress = snapshot[5] if len(snapshot) > 5 else None
     if not record or not data:
         return None
-    st, tok, rt, mx, cn, cr, sa, co, up, owner, pr, du, ver, _ = record.split(b"|", 13)
+    fields = record.split(b"|", 13)
+    if len(fields) == 13:
+        # A record from before versions (the 0.1 layout, 13 fields): version 0. The key
+        # stored last is a hex digest, so the field count tells the layouts apart.
+        fields.insert(12, b"0")
+    st, tok, rt, mx, cn, cr, sa, co, up, owner, pr, du, ver, _ = fields
     name, context, principal, trace, payload = data.split(b"\0", 4)
     return Job(
         id=job_id,

@@ -43,8 +43,18 @@ end
 local PATTERN = '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|' ..
                 '([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$'
 
+-- The 0.1 layout had no version (13 fields): such a record reads as version 0, and is
+-- written back in today's layout by the next change. (The key stored last is a hex digest,
+-- so the field count tells the layouts apart.)
+local OLD_PATTERN = '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|' ..
+                    '([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$'
+
 local function dec(s)
   local st, tok, rt, mx, cn, cr, sa, co, up, ow, pr, du, ver, idem = string.match(s, PATTERN)
+  if st == nil then
+    st, tok, rt, mx, cn, cr, sa, co, up, ow, pr, du, idem = string.match(s, OLD_PATTERN)
+    ver = '0'
+  end
   return {st = st, tok = tonumber(tok), rt = tonumber(rt), mx = tonumber(mx), cn = cn,
           cr = cr, sa = sa, co = co, up = up, ow = ow, pr = tonumber(pr), du = du,
           ver = tonumber(ver), idem = idem}
