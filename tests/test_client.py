@@ -43,6 +43,7 @@ from asyncendpoints_trio.client import (
     WaitTimeout,
 )
 from asyncendpoints_trio.client import _async as async_module
+from asyncendpoints_trio.client._core import parse_retry_after
 
 from ._redis_server import RedisServer, redis_server_binary
 from .conftest import serving
@@ -587,3 +588,31 @@ def test_the_sse_decoder_follows_the_format() -> None:
         ("message", "x", "", None),  # an empty id resets the last event id
     ]
     assert json.loads(events[0].data) == {"a": 1}
+
+
+@pytest.mark.parametrize("value", ["²", "١٢", "1.5", "-1", "+1", " ", "", "1 000", "x"])
+def test_the_sse_decoder_ignores_a_retry_that_is_not_ascii_digits(value: str) -> None:
+    # "²" and "١٢" are str.isdigit(), yet not digits the format knows (int() refuses "²").
+    decoder = SSEDecoder()
+    assert decoder.feed("retry: 250") is None
+    assert decoder.feed(f"retry: {value}") is None
+    event = decoder.feed("data: x") or decoder.feed("")
+    assert event is not None and event.retry == 250  # the valid one stands
+    assert decoder.reconnection_time == 250
+
+
+def test_the_sse_decoder_keeps_a_retry_sent_without_an_event() -> None:
+    decoder = SSEDecoder()
+    for line in ["retry: 3000", ""]:
+        assert decoder.feed(line) is None
+    assert decoder.reconnection_time == 3000
+
+
+@pytest.mark.parametrize("value", ["²", "١٢", "1.5", "-1", "", "soon"])
+def test_retry_after_that_is_not_ascii_digits_nor_a_date_is_ignored(value: str) -> None:
+    assert parse_retry_after(value) is None
+
+
+def test_retry_after_reads_seconds_and_dates() -> None:
+    assert parse_retry_after(" 7 ") == 7.0 and parse_retry_after(None) is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a past date: now

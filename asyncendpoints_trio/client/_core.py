@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.utils
 import math
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -25,6 +26,9 @@ JSON_ACCEPT = {"Accept": "application/json"}
 # retry: the draft's "a request with this key is still being processed" (our own earlier
 # try, when its answer was lost but the service is still at it).
 RETRY_STATUSES = frozenset({503})
+# delay-seconds is 1*DIGIT, ASCII (RFC 9110): ``str.isdigit`` also takes "²", which
+# ``float`` refuses.
+_DELAY_SECONDS = re.compile(r"[0-9]+")
 
 
 def asks_for_retry(status: int, headers: Any) -> bool:
@@ -84,7 +88,7 @@ def parse_retry_after(value: str | None) -> float | None:
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _DELAY_SECONDS.fullmatch(value):
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
