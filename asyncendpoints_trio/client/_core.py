@@ -177,6 +177,26 @@ def long_poll_timeout(timeout: httpx.Timeout, wait: float) -> httpx.Timeout:
                          pool=timeout.pool)
 
 
+def stream_timeout(timeout: httpx.Timeout, read: float | None = None) -> httpx.Timeout:
+    """The client's timeouts for an event stream, but its read timeout: none (or ``read``,
+    what a blocking wait has left). A stream is silent between events for as long as the
+    service's keep-alive interval (15 s by default), which the client cannot know, and
+    a read timeout shorter than that would cut every quiet stream."""
+    return httpx.Timeout(connect=timeout.connect, read=read, write=timeout.write,
+                         pool=timeout.pool)
+
+
+def reconnect_delay(retry: Retry, asked_ms: int | None, failures: int) -> float:
+    """Seconds to wait before opening a stream again: the reconnection time the stream
+    asked for (its ``retry`` field, in milliseconds), else ``retry.backoff``; doubled for
+    each stream in a row that ended without a byte (``failures``), up to ``retry.max_delay``
+    (never below what the stream asked)."""
+    base = retry.backoff if asked_ms is None else asked_ms / 1000
+    if failures == 0:
+        return base
+    return max(base, min(base * 2.0 ** failures, retry.max_delay))
+
+
 @dataclass(frozen=True, slots=True)
 class JobEvent:
     """A change seen in a job: ``kind`` is ``"status"`` (a new status, and the first state
