@@ -43,6 +43,7 @@ from asyncendpoints_trio.client import (
     WaitTimeout,
 )
 from asyncendpoints_trio.client import _async as async_module
+from asyncendpoints_trio.client._core import parse_retry_after, reconnect_delay, stream_timeout
 
 from ._redis_server import RedisServer, redis_server_binary
 from .conftest import serving
@@ -91,6 +92,13 @@ def make_kit(config: EndpointsConfig | None = None) -> Kit:
     async def gated(ctx: AsyncContext[Any]) -> str:
         await kit.gate.wait()
         return "opened"
+
+    @endpoints.handler("Quiet")
+    async def quiet(ctx: AsyncContext[Any]) -> str:
+        # The job's own behaviour, not a synchronisation: it stays silent a while (longer
+        # than the tests' small read timeouts) before it finishes.
+        await trio.sleep(1.5)
+        return "quiet"
 
     @endpoints.handler("Halfway")
     async def halfway(ctx: AsyncContext[Any]) -> str:
@@ -148,7 +156,8 @@ def make_kit(config: EndpointsConfig | None = None) -> Kit:
             if last is None:
                 job = await endpoints.store.get(key)
                 assert job is not None
-                yield b"id: 1\nevent: status\ndata: " + job_to_json(job) + b"\n\n"
+                yield b"retry: 250\nid: 1\nevent: status\ndata: " + job_to_json(job) + \
+                    b"\n\n"
                 return  # closed before the terminal event
             final = await endpoints.store.wait_for_terminal(key, 10)
             assert final is not None
@@ -162,6 +171,7 @@ def make_kit(config: EndpointsConfig | None = None) -> Kit:
     endpoints.map_async_post("Fail", "/fail")
     endpoints.map_async_post("Gate", "/gate")
     endpoints.map_async_post("Halfway", "/halfway")
+    endpoints.map_async_post("Quiet", "/quiet")
     endpoints.map_job_details("/jobs/<uuid:job_id>")
     return kit
 
@@ -170,6 +180,20 @@ def make_kit(config: EndpointsConfig | None = None) -> Kit:
 async def client_of(kit: Kit, **options: Any) -> AsyncIterator[tuple[AsyncClient, str]]:
     async with serving(kit.app) as url, AsyncClient(url, timeout=10, **options) as client:
         yield client, url
+
+
+def job_gets(kit: Kit) -> list[str]:
+    """Each GET of a job the server sees from now on: ``stream`` (it asked for an event
+    stream) or ``json`` (a read or a long-poll)."""
+    gets: list[str] = []
+
+    @kit.app.before_request
+    async def count() -> None:
+        if request.method == "GET":
+            wants = "text/event-stream" in request.headers.get("accept", "")
+            gets.append("stream" if wants else "json")
+
+    return gets
 
 
 def recorded_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
@@ -332,6 +356,45 @@ async def test_an_event_stream_is_followed_and_resumed_with_last_event_id() -> N
     assert seen[0][1] == "1" and seen[-1] == ("Completed", "2")
     assert kit.seen_event_ids == [None, "1"]
     assert client._streams_offered is True
+
+
+async def test_a_stream_reconnects_after_the_retry_the_stream_asked_for(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    delays = recorded_sleeps(monkeypatch)
+    kit = make_kit()
+    async with client_of(kit) as (client, _):
+        job = await client.submit("/gate")
+        handle = await client.job(f"/sse/{job.id}")
+        statuses = []
+        with trio.fail_after(10):
+            async with aclosing(handle.events()) as events:
+                async for event in events:
+                    statuses.append(event.status)
+                    kit.gate.set()
+    assert statuses[-1] == "Completed" and kit.seen_event_ids == [None, "1"]
+    assert delays == [0.25]  # the stream's "retry: 250", in milliseconds
+
+
+async def test_a_quiet_job_stays_on_one_stream_past_a_short_read_timeout() -> None:
+    # The httpx client's read timeout (0.5 s) is shorter than the time the job is silent
+    # (1.5 s) and than the service's keep-alive interval (1 s): a stream is quiet on
+    # purpose, so it is neither cut nor given up for long-polls.
+    kit = make_kit(EndpointsConfig(shutdown_grace=1, sse_keepalive=1.0))
+    gets = job_gets(kit)
+    async with serving(kit.app) as url, AsyncClient(
+            url, timeout=httpx.Timeout(5, read=0.5), retry=Retry(attempts=2)) as client:
+        job = await client.submit("/quiet")
+        with trio.fail_after(10):
+            final = await job.wait(timeout=8)
+        assert final["status"] == "Completed" and final["result"] == "quiet"
+        assert client._streams_offered is True
+        assert gets == ["stream"]  # one stream, never reopened, no long-poll
+        gets.clear()
+        job = await client.submit("/quiet")
+        with trio.fail_after(10):
+            async with aclosing(job.events()) as events:
+                seen = [event.status async for event in events]
+    assert seen[-1] == "Completed" and gets == ["stream"]
 
 
 async def test_503_is_retried_as_retry_after_says_within_the_cap(
@@ -554,6 +617,18 @@ def sync_session(url: str, gate: Callable[[], None]) -> dict[str, Any]:
     return found
 
 
+def quiet_session(url: str, gets: list[str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    # A read timeout shorter than the job is silent and than the service's keep-alive.
+    with Client(url, timeout=httpx.Timeout(5, read=0.5), retry=Retry(attempts=2)) as client:
+        found["waited"] = client.submit("/quiet").wait(timeout=8)["status"]
+        found["wait_gets"], gets[:] = list(gets), []
+        found["events"] = [event.status for event in client.submit("/quiet").events()]
+        found["events_gets"] = list(gets)
+        found["streams_offered"] = client._streams_offered
+    return found
+
+
 async def test_the_sync_client() -> None:
     kit = make_kit()
     async with serving(kit.app) as url:
@@ -572,6 +647,18 @@ async def test_the_sync_client() -> None:
     assert found["streamed"] == {"item": "a", "total": 3}
 
 
+async def test_the_sync_client_stays_on_one_stream_past_a_short_read_timeout() -> None:
+    kit = make_kit(EndpointsConfig(shutdown_grace=1, sse_keepalive=1.0))
+    gets = job_gets(kit)
+    async with serving(kit.app) as url:
+        with trio.fail_after(20):
+            found = await trio.to_thread.run_sync(quiet_session, url, gets)
+    assert found == {"waited": "Completed", "wait_gets": ["stream"],
+                     "events": found["events"], "events_gets": ["stream"],
+                     "streams_offered": True}
+    assert found["events"][-1] == "Completed"
+
+
 # -- the event stream decoder -----------------------------------------------------------
 
 
@@ -587,3 +674,46 @@ def test_the_sse_decoder_follows_the_format() -> None:
         ("message", "x", "", None),  # an empty id resets the last event id
     ]
     assert json.loads(events[0].data) == {"a": 1}
+
+
+@pytest.mark.parametrize("value", ["²", "١٢", "1.5", "-1", "+1", " ", "", "1 000", "x"])
+def test_the_sse_decoder_ignores_a_retry_that_is_not_ascii_digits(value: str) -> None:
+    # "²" and "١٢" are str.isdigit(), yet not digits the format knows (int() refuses "²").
+    decoder = SSEDecoder()
+    assert decoder.feed("retry: 250") is None
+    assert decoder.feed(f"retry: {value}") is None
+    event = decoder.feed("data: x") or decoder.feed("")
+    assert event is not None and event.retry == 250  # the valid one stands
+    assert decoder.reconnection_time == 250
+
+
+def test_the_sse_decoder_keeps_a_retry_sent_without_an_event() -> None:
+    decoder = SSEDecoder()
+    for line in ["retry: 3000", ""]:
+        assert decoder.feed(line) is None
+    assert decoder.reconnection_time == 3000
+
+
+@pytest.mark.parametrize("value", ["²", "١٢", "1.5", "-1", "", "soon"])
+def test_retry_after_that_is_not_ascii_digits_nor_a_date_is_ignored(value: str) -> None:
+    assert parse_retry_after(value) is None
+
+
+def test_retry_after_reads_seconds_and_dates() -> None:
+    assert parse_retry_after(" 7 ") == 7.0 and parse_retry_after(None) is None
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # a past date: now
+
+
+def test_a_reconnect_waits_as_the_stream_asked_and_backs_off_on_empty_streams() -> None:
+    retry = Retry(backoff=0.25, max_delay=4.0)
+    assert reconnect_delay(retry, 1500, 0) == 1.5  # "retry: 1500" is milliseconds
+    assert reconnect_delay(retry, 0, 0) == 0.0
+    assert reconnect_delay(retry, None, 0) == 0.25  # none asked: the client's backoff
+    assert [reconnect_delay(retry, 1000, n) for n in (1, 2, 3)] == [2.0, 4.0, 4.0]
+    assert reconnect_delay(retry, 6000, 3) == 6.0  # never sooner than the stream asked
+
+
+def test_a_streams_timeouts_are_the_clients_without_the_read_timeout() -> None:
+    mine = httpx.Timeout(3, read=0.5, pool=7)
+    assert stream_timeout(mine) == httpx.Timeout(connect=3, read=None, write=3, pool=7)
+    assert stream_timeout(mine, 2.5).read == 2.5  # a sync wait's time left

@@ -26,6 +26,8 @@ from ._core import (
     location_of,
     long_poll_timeout,
     parse_retry_after,
+    reconnect_delay,
+    stream_timeout,
 )
 from ._errors import ClientError, JobCanceled, JobFailed, WaitTimeout
 from ._sse import SSEDecoder
@@ -253,17 +255,22 @@ class AsyncJobHandle:
         return job
 
     async def _streamed(self, location: str) -> AsyncGenerator[Seen, None]:
-        """The job from the service's event stream, reconnecting (``Last-Event-ID``) when
-        a stream ends early; returns at the final job, or to let long-polls go on where the
-        service offers no stream or it keeps breaking."""
+        """The job from the service's event stream, reconnecting (``Last-Event-ID``, after
+        the stream's ``retry``) when a stream ends early; returns at the final job, or to
+        let long-polls go on where the service offers no stream or its streams keep ending
+        without a byte."""
         last_id: str | None = None
+        asked_ms: int | None = None  # the reconnection time the last stream asked for
         failures = 0
-        while failures < self.client.retry.attempts:
+        while True:
             headers = {"Accept": "text/event-stream"}
             if last_id is not None:
                 headers["Last-Event-ID"] = last_id
-            request = self.client.http.build_request("GET", location, headers=headers)
+            http = self.client.http
+            request = http.build_request("GET", location, headers=headers,
+                                         timeout=stream_timeout(http.timeout))
             response = await self.client.send(request, stream=True)
+            live = False
             try:
                 if not is_event_stream(response):
                     await response.aread()
@@ -276,11 +283,11 @@ class AsyncJobHandle:
                 lines = response.aiter_lines()
                 try:
                     async for line in lines:
+                        live = True
                         event = decoder.feed(line)
                         job = None if event is None else job_of_event(event, self.job)
                         if event is None or job is None:
                             continue
-                        failures = 0
                         if job["status"] in TERMINAL:
                             final = self._seen(job), event.id
                             break
@@ -299,8 +306,15 @@ class AsyncJobHandle:
                     yield final
                     return
                 last_id = decoder.last_event_id or last_id
+                if decoder.reconnection_time is not None:  # "retry: 0" is an ask too
+                    asked_ms = decoder.reconnection_time
             finally:
                 await response.aclose()
-            failures += 1
-
-
+            # A stream that sent anything (an event, a keep-alive) worked, however long it
+            # ran before it ended or broke: that is a reconnect, not a failure. Only streams
+            # that end without a byte, again and again, send the client to long-polls.
+            failures = 0 if live else failures + 1
+            if failures >= self.client.retry.attempts:
+                return
+            # wait()'s timeout cancels this wait as it does the requests.
+            await _sleep(reconnect_delay(self.client.retry, asked_ms, failures))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.utils
 import math
+import re
 import time
 import uuid
 from collections.abc import Mapping
@@ -25,6 +26,9 @@ JSON_ACCEPT = {"Accept": "application/json"}
 # retry: the draft's "a request with this key is still being processed" (our own earlier
 # try, when its answer was lost but the service is still at it).
 RETRY_STATUSES = frozenset({503})
+# delay-seconds is 1*DIGIT, ASCII (RFC 9110): ``str.isdigit`` also takes "²", which
+# ``float`` refuses.
+_DELAY_SECONDS = re.compile(r"[0-9]+")
 
 
 def asks_for_retry(status: int, headers: Any) -> bool:
@@ -84,7 +88,7 @@ def parse_retry_after(value: str | None) -> float | None:
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _DELAY_SECONDS.fullmatch(value):
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
@@ -171,6 +175,26 @@ def long_poll_timeout(timeout: httpx.Timeout, wait: float) -> httpx.Timeout:
     read = None if timeout.read is None else timeout.read + wait
     return httpx.Timeout(connect=timeout.connect, read=read, write=timeout.write,
                          pool=timeout.pool)
+
+
+def stream_timeout(timeout: httpx.Timeout, read: float | None = None) -> httpx.Timeout:
+    """The client's timeouts for an event stream, but its read timeout: none (or ``read``,
+    what a blocking wait has left). A stream is silent between events for as long as the
+    service's keep-alive interval (15 s by default), which the client cannot know, and
+    a read timeout shorter than that would cut every quiet stream."""
+    return httpx.Timeout(connect=timeout.connect, read=read, write=timeout.write,
+                         pool=timeout.pool)
+
+
+def reconnect_delay(retry: Retry, asked_ms: int | None, failures: int) -> float:
+    """Seconds to wait before opening a stream again: the reconnection time the stream
+    asked for (its ``retry`` field, in milliseconds), else ``retry.backoff``; doubled for
+    each stream in a row that ended without a byte (``failures``), up to ``retry.max_delay``
+    (never below what the stream asked)."""
+    base = retry.backoff if asked_ms is None else asked_ms / 1000
+    if failures == 0:
+        return base
+    return max(base, min(base * 2.0 ** failures, retry.max_delay))
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,12 +2,17 @@
 
 Feed it lines (httpx's ``iter_lines`` splits on CRLF, LF and CR, as the format wants); a
 blank line dispatches the event built so far. Comments (``:keep-alive``) are skipped, and
-the last ``id`` seen is kept for a reconnect's ``Last-Event-ID``.
+the last ``id`` seen is kept for a reconnect's ``Last-Event-ID``, and the last valid
+``retry`` as ``reconnection_time``.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# ASCII digits only: ``str.isdigit`` also takes "²" and other digits ``int`` refuses.
+_DIGITS = re.compile(r"[0-9]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +29,9 @@ class SSEDecoder:
         self._data: list[str] = []
         self._retry: int | None = None
         self.last_event_id: str | None = None
+        # The format sets the reconnection time as soon as the field is read, whether or
+        # not an event follows (a stream may send ``retry`` on its own).
+        self.reconnection_time: int | None = None  # milliseconds
 
     def feed(self, line: str) -> ServerSentEvent | None:
         """One line, without its line break; an event when the line ends one."""
@@ -40,8 +48,8 @@ class SSEDecoder:
         elif name == "id":
             if "\0" not in value:
                 self.last_event_id = value
-        elif name == "retry" and value.isdigit():
-            self._retry = int(value)
+        elif name == "retry" and _DIGITS.fullmatch(value):
+            self._retry = self.reconnection_time = int(value)
         return None  # other fields are ignored, as the format says
 
     def _dispatch(self) -> ServerSentEvent | None:

@@ -26,6 +26,8 @@ from ._core import (
     location_of,
     long_poll_timeout,
     parse_retry_after,
+    reconnect_delay,
+    stream_timeout,
 )
 from ._errors import ClientError, JobCanceled, JobFailed, WaitTimeout
 from ._sse import SSEDecoder
@@ -220,22 +222,23 @@ class JobHandle:
 
     def _streamed(self, location: str, deadline: float | None
                   ) -> Generator[tuple[JobJSON, str | None], None, None]:
+        """See ``AsyncJobHandle._streamed``; a blocking read cannot be cancelled, so with
+        a deadline the read timeout is the time left, and so is the wait to reconnect."""
         last_id: str | None = None
+        asked_ms: int | None = None
         failures = 0
-        while failures < self.client.retry.attempts:
+        while True:
+            if deadline is not None and time.monotonic() >= deadline:
+                return
             headers = {"Accept": "text/event-stream"}
             if last_id is not None:
                 headers["Last-Event-ID"] = last_id
-            timeout = httpx.Timeout(self.client.http.timeout)
-            if deadline is not None:
-                left = max(0.001, deadline - time.monotonic())
-                timeout = httpx.Timeout(connect=timeout.connect, write=timeout.write,
-                                        pool=timeout.pool,
-                                        read=left if timeout.read is None
-                                        else min(timeout.read, left))
-            request = self.client.http.build_request("GET", location, headers=headers,
-                                                     timeout=timeout)
+            left = None if deadline is None else max(0.001, deadline - time.monotonic())
+            http = self.client.http
+            request = http.build_request("GET", location, headers=headers,
+                                         timeout=stream_timeout(http.timeout, left))
             response = self.client.send(request, stream=True)
+            live = False
             try:
                 if not is_event_stream(response):
                     response.read()
@@ -246,10 +249,10 @@ class JobHandle:
                 decoder = SSEDecoder()
                 try:
                     for line in response.iter_lines():
+                        live = True
                         event = decoder.feed(line)
                         job = None if event is None else job_of_event(event, self.job)
                         if job is not None and event is not None:
-                            failures = 0
                             yield self._seen(job), event.id
                             if self.done:
                                 return
@@ -259,6 +262,15 @@ class JobHandle:
                     if deadline is not None and time.monotonic() >= deadline:
                         return
                 last_id = decoder.last_event_id or last_id
+                if decoder.reconnection_time is not None:
+                    asked_ms = decoder.reconnection_time
             finally:
                 response.close()
-            failures += 1
+            # See AsyncJobHandle._streamed: only streams that end without a byte count.
+            failures = 0 if live else failures + 1
+            if failures >= self.client.retry.attempts:
+                return
+            delay = reconnect_delay(self.client.retry, asked_ms, failures)
+            if deadline is not None:
+                delay = min(delay, max(0.0, deadline - time.monotonic()))
+            _sleep(delay)
