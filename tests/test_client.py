@@ -43,7 +43,12 @@ from asyncendpoints_trio.client import (
     WaitTimeout,
 )
 from asyncendpoints_trio.client import _async as async_module
-from asyncendpoints_trio.client._core import parse_retry_after, reconnect_delay, stream_timeout
+from asyncendpoints_trio.client._core import (
+    STREAM_IDLE_TIMEOUT,
+    parse_retry_after,
+    reconnect_delay,
+    stream_timeout,
+)
 
 from ._redis_server import RedisServer, redis_server_binary
 from .conftest import serving
@@ -713,7 +718,11 @@ def test_a_reconnect_waits_as_the_stream_asked_and_backs_off_on_empty_streams() 
     assert reconnect_delay(retry, 6000, 3) == 6.0  # never sooner than the stream asked
 
 
-def test_a_streams_timeouts_are_the_clients_without_the_read_timeout() -> None:
+def test_a_streams_timeouts_are_the_clients_with_a_read_timeout_of_its_own() -> None:
     mine = httpx.Timeout(3, read=0.5, pool=7)
-    assert stream_timeout(mine) == httpx.Timeout(connect=3, read=None, write=3, pool=7)
+    # Longer than any keep-alive interval, and still a bound: a dead connection is reopened.
+    assert stream_timeout(mine) == httpx.Timeout(connect=3, read=STREAM_IDLE_TIMEOUT,
+                                                 write=3, pool=7)
+    assert STREAM_IDLE_TIMEOUT == 60.0
     assert stream_timeout(mine, 2.5).read == 2.5  # a sync wait's time left
+    assert stream_timeout(mine, 500).read == STREAM_IDLE_TIMEOUT

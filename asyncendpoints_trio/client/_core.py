@@ -177,12 +177,20 @@ def long_poll_timeout(timeout: httpx.Timeout, wait: float) -> httpx.Timeout:
                          pool=timeout.pool)
 
 
+# A stream silent this long is taken for a dead connection (a peer gone without a FIN, a
+# proxy that dropped it) and opened again with Last-Event-ID: four keep-alive intervals at
+# the service's default (15 s). Without any bound such a stream would hang a wait forever.
+STREAM_IDLE_TIMEOUT = 60.0
+
+
 def stream_timeout(timeout: httpx.Timeout, read: float | None = None) -> httpx.Timeout:
-    """The client's timeouts for an event stream, but its read timeout: none (or ``read``,
-    what a blocking wait has left). A stream is silent between events for as long as the
-    service's keep-alive interval (15 s by default), which the client cannot know, and
-    a read timeout shorter than that would cut every quiet stream."""
-    return httpx.Timeout(connect=timeout.connect, read=read, write=timeout.write,
+    """The client's timeouts for an event stream, but its read timeout:
+    ``STREAM_IDLE_TIMEOUT`` (or ``read``, what a blocking wait has left, if sooner). A
+    stream is silent between events for as long as the service's keep-alive interval
+    (15 s by default), which the client cannot know, and the client's own read timeout
+    (httpx's default is 5 s) would cut every quiet stream."""
+    idle = STREAM_IDLE_TIMEOUT if read is None else min(read, STREAM_IDLE_TIMEOUT)
+    return httpx.Timeout(connect=timeout.connect, read=idle, write=timeout.write,
                          pool=timeout.pool)
 
 
