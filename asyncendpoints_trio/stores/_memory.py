@@ -30,10 +30,10 @@ from ._history import appended, error_summary, outcome_label
 from ._protocol import (
     AckCancel,
     Claimed,
-    IdleOffer,
     Complete,
     Fail,
     HeartbeatReply,
+    IdleOffer,
     Lease,
     NewJob,
     Outcome,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import trio
@@ -25,8 +25,14 @@ from .conftest import fast_settings
 TTL = 0.5
 
 
-def make_store(url: str, cls: type[RedisStore] = RedisStore, *, queue: str | None = None,
-               **settings: Any) -> RedisStore:
+S = TypeVar("S", bound=RedisStore)
+
+
+def make_store(url: str, *, queue: str | None = None, **settings: Any) -> RedisStore:
+    return make(RedisStore, url, queue=queue, **settings)
+
+
+def make(cls: type[S], url: str, *, queue: str | None = None, **settings: Any) -> S:
     return cls(RedisClient(fast_settings(url, **settings)),
                queue=queue or f"p-{uuid.uuid4().hex[:8]}", owns_client=True)
 
@@ -63,8 +69,9 @@ async def until_registered(store: RedisStore) -> None:
 
 async def recovered(store: RedisStore) -> None:
     """Sweep until a lease was reclaimed (the real TTL has to pass on the server)."""
+    await trio.sleep(TTL)  # time passes: the lease expires
     while not (await store.recover(limit=10)).reclaimed:
-        await trio.sleep(0.05)  # time passes: the lease expires
+        pass  # a round trip each; the caller bounds the wait
 
 
 async def test_a_blocked_idle_wait_returns_the_submitted_job_leased(
@@ -227,7 +234,7 @@ async def test_an_idle_instance_runs_a_submitted_job_with_no_claim(redis_url: st
     async def work(ctx: AsyncContext[Any]) -> str:
         return "ran"
 
-    store = make_store(redis_url, CountsClaims)
+    store = make(CountsClaims, redis_url)
     try:
         async with running(registry(Work=work), EndpointsConfig(lease_ttl=30.0),
                            store) as rt:
@@ -265,7 +272,7 @@ async def test_a_pushed_job_whose_reply_was_lost_runs_at_once_uncharged(
         ran.append(ctx.attempt)
         return "ran"
 
-    store = make_store(redis_url, LosesPushedReplies)
+    store = make(LosesPushedReplies, redis_url)
     config = EndpointsConfig(lease_ttl=30.0, heartbeat_interval=5.0, restart_backoff_max=0.2)
     try:
         async with running(registry(Once=once), config, store) as rt:

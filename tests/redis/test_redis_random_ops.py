@@ -254,9 +254,9 @@ class Driver:
         if job.token != self.tokens.get(job_id) or job.owner != owner:
             self.fail(f"{owner} popped {job_id} with token {job.token} owner {job.owner}, "
                       f"last seen token {self.tokens.get(job_id)}")
-        old = self.leases.get(job_id)
-        if old is not None:
-            self.stale.append(old)
+        earlier = self.leases.get(job_id)
+        if earlier is not None:
+            self.stale.append(earlier)
         self.leases[job_id] = Lease(job_id, job.token, owner)
 
     async def lose_pop(self) -> None:
