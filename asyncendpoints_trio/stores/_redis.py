@@ -266,8 +266,8 @@ class RedisStore:
         # one write; a submit then leases a job to us and its pop hands it over, so the
         # job runs with no claim round trip. The registration lasts as long as this pop.
         box = self.keys.inbox(idle.owner)
-        register = ("EVAL", _REGISTER, 2, self.keys.idle, box, idle.owner, idle.free,
-                    int(idle.lease_ttl * 1000), max(1, int(timeout * 1000)))
+        register = ("EVAL", _REGISTER, 3, self.keys.idle, box, self.keys.leases, idle.owner,
+                    idle.free, int(idle.lease_ttl * 1000), max(1, int(timeout * 1000)))
         try:
             _, popped = await self.control.blocking_after([register], "BLPOP", box,
                                                           self.keys.wake, timeout=timeout)

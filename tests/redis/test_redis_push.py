@@ -52,8 +52,8 @@ async def register(store: RedisStore, owner: str, free: int, *, wait: float = 30
     """What an idle wait sends before its BLPOP, without the BLPOP: pushed jobs stay in
     the inbox, as they do for an instance that has not popped them yet."""
     return int(await store.client.execute(
-        "EVAL", _REGISTER, 2, store.keys.idle, store.keys.inbox(owner), owner, free,
-        int(lease_ttl * 1000), int(wait * 1000)))
+        "EVAL", _REGISTER, 3, store.keys.idle, store.keys.inbox(owner), store.keys.leases,
+        owner, free, int(lease_ttl * 1000), int(wait * 1000)))
 
 
 async def inbox_length(store: RedisStore, owner: str) -> int:
@@ -285,3 +285,15 @@ async def test_a_pushed_job_whose_reply_was_lost_runs_at_once_uncharged(
         await store.aclose()
     assert job.status is JobStatus.COMPLETED and job.retry_count == 0 and ran == [1]
     assert released == 1 and store.lose == 0
+
+
+async def test_a_new_wait_renews_the_leases_of_jobs_waiting_in_its_inbox(
+        store: RedisStore) -> None:
+    """The dispatcher counts a popped job's lease from the moment it sent that pop; a job
+    pushed before (between two waits) must not expire earlier on the server."""
+    await register(store, "a", 2, lease_ttl=1.0)
+    job = (await submit_one(store, new_job())).job
+    pushed_deadline = float(await store.client.execute("ZSCORE", store.keys.leases, job.id))
+    assert await register(store, "a", 2, lease_ttl=60.0) == 1  # one credit is in the inbox
+    renewed = float(await store.client.execute("ZSCORE", store.keys.leases, job.id))
+    assert renewed >= pushed_deadline + 50_000

@@ -242,7 +242,8 @@ class Driver:
         owner = self.rng.choice(OWNERS)
         wait_ms = self.rng.choice([50, 300, 5000])
         await self.store.client.execute(
-            "EVAL", _REGISTER, 2, self.store.keys.idle, self.store.keys.inbox(owner), owner,
+            "EVAL", _REGISTER, 3, self.store.keys.idle, self.store.keys.inbox(owner),
+            self.store.keys.leases, owner,
             self.rng.randint(1, 3), int(TTL * 1000), wait_ms)
 
     async def pop(self) -> None:
