@@ -191,6 +191,7 @@ async def test_an_unpopped_pushed_job_whose_instance_died_comes_back_uncharged(
 async def test_cancel_of_an_unpopped_pushed_job_ends_it_at_once(store: RedisStore) -> None:
     await register(store, "a", 1)
     job = (await submit_one(store, new_job())).job
+    assert await inbox_length(store, "a") == 1  # pushed, not popped
     canceled = await store.cancel(job.id)
     assert canceled is not None and canceled.status is JobStatus.CANCELED
     assert await inbox_length(store, "a") == 0
@@ -201,6 +202,7 @@ async def test_cancel_of_an_unpopped_pushed_job_ends_it_at_once(store: RedisStor
 async def test_a_stopping_wait_hands_its_inbox_back(store: RedisStore) -> None:
     await register(store, "a", 2)
     ids = [s.job.id for s in await store.submit([new_job(), new_job()])]  # type: ignore
+    assert await inbox_length(store, "a") == 2
     await store._unidle("a")
     assert await inbox_length(store, "a") == 0
     for job_id in ids:
