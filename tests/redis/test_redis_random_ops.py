@@ -350,4 +350,4 @@ async def test_random_operations_keep_the_layout_whole(store: RedisStore, seed: 
     with trio.fail_after(120):
         await driver.run()
     assert len(driver.submitted) > 50 and driver.stale  # it did exercise the scripts
-    assert driver.pushes >= 5  # and push dispatch
+    assert driver.pushes > 0  # and push dispatch
