@@ -180,11 +180,11 @@ class FaultyStore:
     async def claim(self, owner: str, limit: int, lease_ttl: float) -> Any:
         return await self._call("claim", owner, limit, lease_ttl)
 
-    async def wait_for_work(self, timeout: float) -> None:
+    async def wait_for_work(self, timeout: float, idle: Any = None) -> Any:
         if self._dead:
             await self._gone()
         await self._resumed.wait()
-        await self.inner.wait_for_work(timeout)
+        return await self.inner.wait_for_work(timeout, idle)
 
     async def heartbeat(self, owner: str, leases: Sequence[Lease], lease_ttl: float,
                         progress: Any = None) -> Any:

@@ -163,6 +163,23 @@ class RedisClient:
         (reply,) = await self._run(((*args, server_timeout),), read_timeout)
         return self._raise_if_error(reply)
 
+    async def blocking_after(self, prelude: Sequence[Command], *args: Arg,
+                             timeout: float) -> list[Any]:
+        """``prelude`` then a blocking command, written at once on one connection (one
+        round trip): e.g. a registration the blocking pop must not race. Replies in order,
+        errors of ``prelude`` in place; the blocking command's own error raises. Timeout and
+        cancellation as in ``blocking``."""
+        if not 0 <= timeout < math.inf:
+            raise ValueError(f"timeout must be a finite number >= 0, not {timeout}")
+        read_timeout = None if timeout == 0 else timeout + self._settings.read_timeout
+        server_timeout = f"{timeout:.6f}".rstrip("0").rstrip(".")
+        replies = await self._run((*prelude, (*args, server_timeout)), read_timeout)
+        for reply in replies[:-1]:
+            if isinstance(reply, RedisReplyError):
+                self._reply_errors += 1
+        replies[-1] = self._raise_if_error(replies[-1])
+        return replies
+
     async def evalsha(self, script: Script, keys: Sequence[Arg] = (),
                       args: Sequence[Arg] = ()) -> Any:
         """Run ``script`` by its SHA1; on NOSCRIPT load it and run it again."""

@@ -7,6 +7,13 @@ So after any failed claim, and once at start (a restarted instance may reuse its
 dispatcher asks the store which leases it holds for us and releases, uncharged, the ones we
 do not hold. The dispatcher is the only actor that adds held jobs, and it does this before
 its next claim, so no claim of ours can be in flight meanwhile.
+
+Idle, the dispatcher waits with an offer to take pushed jobs (``IdleOffer``): a store that
+pushes (Redis) leases new jobs to it while it waits and its wait returns them, so an idle
+instance starts a job with no claim round trip. It waits again at once while it has credit
+left, and claims only when the store says there may be work it did not push. A wait that
+did not end normally (cancelled, failed) may have lost a pushed job with its reply: that
+makes the dispatcher unsure too.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from dataclasses import dataclass, field
 import trio
 
 from .._text import plural
-from ..stores._protocol import JobStore, Release
+from ..stores._protocol import IdleOffer, JobStore, Release
 from ._actor import Actor
 from ._held import HeldJob, HeldJobs
 
@@ -36,6 +43,7 @@ class DispatcherStats:
     claimed_jobs: int = 0
     claim_errors: int = 0
     orphans_released: int = 0  # leased to us by claims whose reply never arrived
+    pushed_jobs: int = 0  # leased to us by submits while we waited idle (no claim)
 
 
 @dataclass(slots=True)
@@ -81,7 +89,25 @@ class Dispatcher(Actor):
             if len(claimed) < asked:
                 # The queue ran dry: claiming again before a wake-up would only come back
                 # empty (a round trip per job on a lightly loaded Redis).
-                await self.store.wait_for_work(IDLE_WAIT)
+                await self._wait_idle()
+
+    async def _wait_idle(self) -> None:
+        while True:
+            sent_at = trio.current_time()
+            try:
+                pushed = await self.store.wait_for_work(
+                    IDLE_WAIT, IdleOffer(self.owner, self.held.free, self.lease_ttl))
+            except BaseException:
+                self._unsure = True
+                raise
+            if not pushed:
+                return
+            self.stats.pushed_jobs += len(pushed)
+            for item in pushed:
+                # The store pushes no more than the credit we offered.
+                self.send.send_nowait(self.held.add(item, sent_at))
+            if self.held.free <= 0:
+                return
 
     async def _release_orphans(self) -> None:
         leases = await self.store.leases_of(self.owner)

@@ -33,6 +33,7 @@ from ._protocol import (
     Complete,
     Fail,
     HeartbeatReply,
+    IdleOffer,
     Lease,
     NewJob,
     Outcome,
@@ -274,15 +275,18 @@ class MemoryStore:
             claimed.append(Claimed(new, Lease(job_id, new.token, owner)))
         return claimed
 
-    async def wait_for_work(self, timeout: float) -> None:
+    async def wait_for_work(self, timeout: float,
+                            idle: IdleOffer | None = None) -> list[Claimed]:
+        # No push dispatch here: a claim in the same process costs no round trip.
         if len(self._ready) > 0 or (self._scheduled and self._scheduled[0][0] <= self._now()):
             await trio.lowlevel.checkpoint()
-            return
+            return []
         deadline = self._now() + timeout
         if self._scheduled:
             deadline = min(deadline, self._scheduled[0][0])
         with trio.move_on_at(deadline):
             await self._work.wait()
+        return []
 
     async def heartbeat(
         self, owner: str, leases: Sequence[Lease], lease_ttl: float,

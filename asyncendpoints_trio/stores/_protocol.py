@@ -54,6 +54,17 @@ class Claimed:
 
 
 @dataclass(frozen=True, slots=True)
+class IdleOffer:
+    """An idle instance's offer, while it waits for work, to take up to ``free`` jobs
+    leased straight to it (``lease_ttl`` seconds), so that its wait returns them ready to
+    run. Stores that cannot push ignore it."""
+
+    owner: str
+    free: int
+    lease_ttl: float
+
+
+@dataclass(frozen=True, slots=True)
 class Complete:
     lease: Lease
     result: bytes
@@ -138,10 +149,15 @@ class JobStore(Protocol):
         """
         ...
 
-    async def wait_for_work(self, timeout: float) -> None:
+    async def wait_for_work(self, timeout: float,
+                            idle: IdleOffer | None = None) -> list[Claimed]:
         """Return when there may be work to claim, or after ``timeout`` seconds.
 
-        Spurious returns are allowed; callers claim and wait again.
+        Spurious returns are allowed; callers claim and wait again. With ``idle``, the
+        store may instead lease jobs to ``idle.owner`` while it waits (at most
+        ``idle.free``) and return them, already claimed: the caller holds them as if its
+        claim had returned them (their leases count from the moment this call began). A
+        store that does not push returns ``[]``.
         """
         ...
 

@@ -38,6 +38,7 @@ from ._protocol import (
     Complete,
     Fail,
     HeartbeatReply,
+    IdleOffer,
     Lease,
     NewJob,
     Outcome,
@@ -58,6 +59,7 @@ from ._redis_layout import (
     SUBMIT_SAME,
     RedisKeys,
     decode_job,
+    decode_pushed,
     encode_data,
 )
 
@@ -81,6 +83,7 @@ _FLAGS = {
     "recover": "allow-oom",
     "get": "no-writes,allow-oom",
     "owned": "no-writes,allow-oom",
+    "unidle": "allow-oom",
 }
 
 
@@ -91,10 +94,14 @@ def _script(name: str) -> Script:
 
 
 _SCRIPTS = {name: _script(name) for name in _FLAGS}
+# Sent whole with EVAL, ahead of the BLPOP it registers, in the same write: with EVALSHA, a
+# server that lost its script cache would answer NOSCRIPT while the BLPOP went on waiting
+# unregistered. It is small, and it needs no library.
+_REGISTER = "#!lua\n" + (_LUA / "register.lua").read_text(encoding="utf-8")
 # The runtime's own traffic (claims, renewals, outcomes, sweeps, the idle wait) goes over a
 # small pool of its own, so that a burst of HTTP reads can never keep a heartbeat waiting
 # for a connection and look like an outage to the lease keeper.
-_CONTROL = frozenset({"claim", "heartbeat", "finish", "recover", "owned"})
+_CONTROL = frozenset({"claim", "heartbeat", "finish", "recover", "owned", "unidle"})
 CONTROL_CONNECTIONS = 6
 _DEFAULT_BULK_LIMIT = 512 * 1024 * 1024
 
@@ -168,6 +175,7 @@ class RedisStore:
         self._fenced = 0
         self._events_seen = 0
         self._bulk_limit: int | None = None
+        self.pushed = 0  # jobs an idle wait of ours received by push
 
     @classmethod
     def from_url(cls, url: str, *, queue: str = "default", retention: float = 3600.0,
@@ -247,13 +255,44 @@ class RedisStore:
     def _note_next_due(self, in_ms: int) -> None:
         self._next_due = None if in_ms < 0 else trio.current_time() + in_ms / 1000
 
-    async def wait_for_work(self, timeout: float) -> None:
+    async def wait_for_work(self, timeout: float,
+                            idle: IdleOffer | None = None) -> list[Claimed]:
         if self._next_due is not None:
             timeout = min(timeout, self._next_due - trio.current_time())
         if timeout < 0.001:  # BLPOP reads 0 as "forever"
             await trio.lowlevel.checkpoint()
-            return
-        await self.control.blocking("BLPOP", self.keys.wake, timeout=timeout)
+            return []
+        if idle is None or idle.free <= 0:
+            await self.control.blocking("BLPOP", self.keys.wake, timeout=timeout)
+            return []
+        # Push dispatch: register as idle and block on our inbox (and the wake list), in
+        # one write; a submit then leases a job to us and its pop hands it over, so the
+        # job runs with no claim round trip. The registration lasts as long as this pop.
+        box = self.keys.inbox(idle.owner)
+        register = ("EVAL", _REGISTER, 3, self.keys.idle, box, self.keys.leases, idle.owner,
+                    idle.free, int(idle.lease_ttl * 1000), max(1, int(timeout * 1000)))
+        try:
+            _, popped = await self.control.blocking_after([register], "BLPOP", box,
+                                                          self.keys.wake, timeout=timeout)
+        except BaseException:
+            # Cancelled or cut off: hand back what waits in the inbox. (A job the server
+            # popped for us just before the cut is lost with the reply; it stays pushed
+            # and unstarted, and comes back uncharged: see lua/recover.lua.)
+            await self._unidle(idle.owner)
+            raise
+        if popped is None or popped[0] != box.encode():
+            return []
+        job_id, job = decode_pushed(popped[1])
+        self.pushed += 1
+        return [Claimed(job, Lease(job_id, job.token, idle.owner))]
+
+    async def _unidle(self, owner: str) -> None:
+        with trio.CancelScope(shield=True,
+                              deadline=trio.current_time() + self.control.settings.read_timeout):
+            try:
+                await self._run("unidle", [owner])
+            except Exception as exc:  # the registration lapses and recovery takes the rest
+                log.debug("ending the idle registration of %s failed: %s", owner, exc)
 
     async def heartbeat(
         self, owner: str, leases: Sequence[Lease], lease_ttl: float,
@@ -537,6 +576,7 @@ class RedisStore:
         return {
             "queue": self.queue,
             "fenced_writes": self._fenced,
+            "pushed_jobs": self.pushed,
             "subscribed": self._subscribed,
             "events_seen": self._events_seen,
             "long_polls": sum(len(waiters) for waiters in self._waiters.values()),

@@ -34,6 +34,11 @@ class RedisKeys:
     seq: str
     hist: str
     prog: str
+    idle: str
+
+    def inbox(self, owner: str) -> str:
+        """The list an idle instance blocks on for jobs pushed to it (lua/_lib.lua)."""
+        return self.rec[:-3] + "inbox:" + owner
 
     @classmethod
     def of(cls, queue: str) -> RedisKeys:
@@ -121,6 +126,30 @@ def decode_job(job_id: str, snapshot: Sequence[Any]) -> Job | None:
         progress=progress or None,
         version=int(ver),
     )
+
+
+def decode_pushed(entry: bytes) -> tuple[str, Job]:
+    """An inbox entry (``frame`` in lua/_lib.lua): length-prefixed id, token, record, data,
+    error, progress, each ``<n>:<bytes>`` or ``-`` for none."""
+    parts: list[bytes | None] = []
+    pos = 0
+    while pos < len(entry):
+        if entry[pos:pos + 1] == b"-":
+            parts.append(None)
+            pos += 1
+            continue
+        colon = entry.index(b":", pos)
+        start = colon + 1
+        end = start + int(entry[pos:colon])
+        parts.append(entry[start:end])
+        pos = end
+    raw_id, _token, record, data, error, progress = parts
+    assert raw_id is not None
+    job_id = raw_id.decode()
+    job = decode_job(job_id, (record, data, None, error, None, progress))
+    if job is None:
+        raise ValueError(f"unreadable inbox entry for job {job_id}")
+    return job_id, job
 
 
 def encode_data(new: NewJob) -> bytes:

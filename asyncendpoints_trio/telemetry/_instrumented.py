@@ -19,6 +19,7 @@ from ..stores._feeds import JobWatch
 from ..stores._protocol import (
     Claimed,
     HeartbeatReply,
+    IdleOffer,
     JobStore,
     Lease,
     NewJob,
@@ -93,8 +94,10 @@ class InstrumentedStore:
     async def claim(self, owner: str, limit: int, lease_ttl: float) -> list[Claimed]:
         return await self._timed("claim", lambda: self.inner.claim(owner, limit, lease_ttl))
 
-    async def wait_for_work(self, timeout: float) -> None:
-        await self._untimed("wait_for_work", lambda: self.inner.wait_for_work(timeout))
+    async def wait_for_work(self, timeout: float,
+                            idle: IdleOffer | None = None) -> list[Claimed]:
+        return await self._untimed("wait_for_work",
+                                   lambda: self.inner.wait_for_work(timeout, idle))
 
     async def heartbeat(self, owner: str, leases: Sequence[Lease], lease_ttl: float,
                         progress: Mapping[str, bytes] | None = None) -> HeartbeatReply:

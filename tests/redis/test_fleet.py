@@ -157,6 +157,39 @@ async def test_crashed_instance_jobs_complete_on_a_survivor(server: RedisServer)
     assert "started:" in survivor.text
 
 
+async def registered_idle(store: RedisStore) -> None:
+    # Polls the server, which has no event for it; each poll is a round trip, and the
+    # caller bounds the wait.
+    while not await store.client.execute("HLEN", store.keys.idle):
+        pass
+
+
+async def test_a_job_pushed_to_a_killed_idle_worker_runs_once_uncharged(
+        server: RedisServer) -> None:
+    async with fleet(server) as (stack, log, store):
+        doomed = await stack.enter_async_context(instance("worker", server))
+        await ready(doomed)
+        with trio.fail_after(10):
+            await registered_idle(store)  # blocked on its inbox, taking pushes
+        doomed.process.kill()
+        [submitted] = await store.submit([work(0.05)])
+        job_id = submitted.job.id
+        pushed = await store.get(job_id)
+        # Leased straight to the dead instance by the submit: nobody claimed it.
+        assert pushed is not None and pushed.status is JobStatus.IN_PROGRESS
+        assert pushed.owner is not None and pushed.token == 1
+        survivor = await stack.enter_async_context(instance("worker", server))
+        await ready(survivor)
+        done = await terminal(store, job_id, TTL + 20)
+        assert done.status is JobStatus.COMPLETED  # type: ignore[attr-defined]
+        assert done.retry_count == 0  # type: ignore[attr-defined]  # not charged
+        assert done.token == 2  # type: ignore[attr-defined]  # claimed once more, by the survivor
+        assert f'"pid":{survivor.process.pid}'.encode() in done.result  # type: ignore
+        with trio.fail_after(10):  # its announcement may trail its end
+            await log.wait_until(lambda s: len(s) >= 1)
+        assert [(e.job_id, e.pid) for e in log.started] == [(job_id, survivor.process.pid)]
+
+
 async def test_no_job_lost_when_an_instance_dies_under_load(server: RedisServer) -> None:
     async with fleet(server) as (stack, _, store):
         a = await stack.enter_async_context(instance("worker", server))

@@ -10,7 +10,11 @@ leases expire in real time. After every step the whole key space is read back an
 - every status change is an edge of TRANSITIONS;
 - a write with a stale token or another owner's lease is refused, one with the current
   lease is applied;
-- every idempotency key points at a job that exists, and the wake list holds at most one.
+- every idempotency key points at a job that exists, and the wake list holds at most one;
+- push dispatch: owners register as idle (for a moment or for long), pop their inboxes
+  (or lose a pop, as a cut link does), stop waiting; every inbox entry is a pushed,
+  unstarted lease of that owner with the job's current token, in one inbox once; and a
+  pushed job that goes back to the queue unstarted is never charged an attempt.
 
 ``REDIS_RANDOM_SEED=n`` replays a seed; a failure names its seed and step.
 """
@@ -35,7 +39,8 @@ from asyncendpoints_trio.stores._protocol import (
     Lease,
     Release,
 )
-from asyncendpoints_trio.stores._redis import RedisStore
+from asyncendpoints_trio.stores._redis import _REGISTER, RedisStore
+from asyncendpoints_trio.stores._redis_layout import decode_pushed
 
 from .conftest import fast_settings
 
@@ -68,10 +73,16 @@ async def layout(store: RedisStore) -> dict[str, Any]:
     replies = await store.client.pipeline([
         ("HGETALL", keys.rec), ("ZRANGE", keys.ready, 0, -1), ("ZRANGE", keys.scheduled, 0, -1),
         ("ZRANGE", keys.leases, 0, -1), ("ZRANGE", keys.expiry, 0, -1), ("HGETALL", keys.idem),
-        ("LLEN", keys.wake), ("HKEYS", keys.data)])
-    rec, ready, scheduled, leases, expiry, idem, wake, data = replies
+        ("LLEN", keys.wake), ("HKEYS", keys.data), ("HGETALL", keys.idle),
+        *[("LRANGE", keys.inbox(owner), 0, -1) for owner in OWNERS]])
+    rec, ready, scheduled, leases, expiry, idem, wake, data, idle = replies[:9]
     records = {rec[i].decode(): rec[i + 1].decode() for i in range(0, len(rec), 2)}
+    inboxes = {owner: [decode_pushed(e) for e in entries]
+               for owner, entries in zip(OWNERS, replies[9:], strict=True)}
     return {
+        "idle": {idle[i].decode(): idle[i + 1].decode() for i in range(0, len(idle), 2)},
+        "inboxes": {owner: [(job_id, job.token) for job_id, job in entries]
+                    for owner, entries in inboxes.items()},
         "records": records,
         "ready": [x.decode() for x in ready], "scheduled": {x.decode() for x in scheduled},
         "leases": {x.decode() for x in leases}, "expiry": {x.decode() for x in expiry},
@@ -92,6 +103,10 @@ class Driver:
         self.statuses: dict[str, JobStatus] = {}
         self.keys: list[str] = []
         self.submitted: list[str] = []
+        self.pushes = 0
+        self.op = ""
+        self.unstarted: dict[str, int] = {}  # pushed, unstarted jobs -> their retry count
+        self.inboxes: dict[str, set[str]] = {owner: set() for owner in OWNERS}
 
     def fail(self, message: str) -> None:
         raise AssertionError(f"seed {self.seed} step {self.step}: {message}")
@@ -100,9 +115,14 @@ class Driver:
         ops = [self.submit] * 4 + [self.claim] * 3 + [self.renew, self.finish, self.finish,
                                                       self.finish, self.stale_write,
                                                       self.cancel, self.recover,
-                                                      self.owned, self.wait]
+                                                      self.owned, self.wait,
+                                                      self.idle, self.idle, self.pop,
+                                                      self.lose_pop, self.unidle,
+                                                      self.claim_all, self.claim_all]
         for self.step in range(STEPS):
-            await self.rng.choice(ops)()
+            op = self.rng.choice(ops)
+            self.op = op.__name__
+            await op()
             await self.check()
 
     async def submit(self) -> None:
@@ -124,11 +144,16 @@ class Driver:
             if isinstance(answer, Submitted) and answer.created:
                 self.submitted.append(answer.job.id)
 
-    async def claim(self) -> None:
+    async def claim_all(self) -> None:
+        """Empty the line, so that submits that follow may push."""
+        await self.claim(50)
+
+    async def claim(self, limit: int = 0) -> None:
         owner = self.rng.choice(OWNERS)
-        for c in await self.store.claim(owner, self.rng.randint(1, 3), TTL):
+        pushed = self.inboxes[owner]  # leased already: a claim takes them as they are
+        for c in await self.store.claim(owner, limit or self.rng.randint(1, 3), TTL):
             before = self.tokens.get(c.job.id, 0)
-            if c.lease.token != before + 1:
+            if c.lease.token != (before if c.job.id in pushed else before + 1):
                 self.fail(f"claim of {c.job.id} gave token {c.lease.token} after {before}")
             old = self.leases.get(c.job.id)
             if old is not None:
@@ -212,8 +237,45 @@ class Driver:
                     fields[1] != str(lease.token):
                 self.fail(f"leases_of({owner}) gave {lease}, record {fields}")
 
+    async def idle(self) -> None:
+        """What an idle wait registers before its BLPOP (the pops are separate steps)."""
+        owner = self.rng.choice(OWNERS)
+        wait_ms = self.rng.choice([50, 300, 5000])
+        await self.store.client.execute(
+            "EVAL", _REGISTER, 3, self.store.keys.idle, self.store.keys.inbox(owner),
+            self.store.keys.leases, owner,
+            self.rng.randint(1, 3), int(TTL * 1000), wait_ms)
+
+    async def pop(self) -> None:
+        owner = self.rng.choice(OWNERS)
+        entry = await self.store.client.execute("LPOP", self.store.keys.inbox(owner))
+        if entry is None:
+            return
+        job_id, job = decode_pushed(entry)
+        if job.token != self.tokens.get(job_id) or job.owner != owner:
+            self.fail(f"{owner} popped {job_id} with token {job.token} owner {job.owner}, "
+                      f"last seen token {self.tokens.get(job_id)}")
+        earlier = self.leases.get(job_id)
+        if earlier is not None:
+            self.stale.append(earlier)
+        self.leases[job_id] = Lease(job_id, job.token, owner)
+
+    async def lose_pop(self) -> None:
+        """The server popped it, the reply never arrived: only recovery brings it back."""
+        await self.store.client.execute("LPOP", self.store.keys.inbox(self.rng.choice(OWNERS)))
+
+    async def unidle(self) -> None:
+        await self.store._unidle(self.rng.choice(OWNERS))
+
     async def wait(self) -> None:
         await trio.sleep(self.rng.choice([0.01, 0.1, TTL]))  # time passes: leases expire
+
+    def _promoted_and_claimed(self, old: JobStatus, status: JobStatus) -> bool:
+        """A claim promotes due retries before it takes jobs: one call, two edges."""
+        return (self.op in ("claim", "claim_all") and old is JobStatus.SCHEDULED
+                and status is JobStatus.IN_PROGRESS
+                and JobStatus.QUEUED in TRANSITIONS[old]
+                and status in TRANSITIONS[JobStatus.QUEUED])
 
     async def check(self) -> None:
         now = await layout(self.store)
@@ -236,7 +298,8 @@ class Driver:
             if token < self.tokens.get(job_id, 0):
                 self.fail(f"job {job_id}: token went down to {token}")
             old = self.statuses.get(job_id)
-            if old is not None and old != status and status not in TRANSITIONS[old]:
+            if old is not None and old != status and status not in TRANSITIONS[old] \
+                    and not self._promoted_and_claimed(old, status):
                 self.fail(f"job {job_id}: {old} -> {status} is not a transition")
             self.tokens[job_id] = token
             self.statuses[job_id] = status
@@ -244,6 +307,34 @@ class Driver:
                 lease = self.leases.get(job_id)
                 if lease is not None:
                     self.stale.append(self.leases.pop(job_id))
+        in_inboxes: set[str] = set()
+        for owner, entries in now["inboxes"].items():
+            for job_id, token in entries:
+                fields = now["records"].get(job_id, "").split("|")
+                if fields[0] != "InProgress" or fields[9] != owner or \
+                        fields[1] != str(token) or fields[4] != "P":
+                    self.fail(f"inbox of {owner} holds {job_id} (token {token}), "
+                              f"record {fields}")
+                if job_id in in_inboxes:
+                    self.fail(f"job {job_id} is in an inbox twice")
+                in_inboxes.add(job_id)
+            self.inboxes[owner] = {job_id for job_id, _ in entries}
+        for owner, registration in now["idle"].items():
+            _, free, _ = registration.split("|")
+            if int(free) <= 0:
+                self.fail(f"{owner} is registered idle for {free} jobs")
+        unstarted = {}
+        for job_id, record in now["records"].items():
+            fields = record.split("|")
+            retries = int(fields[2])
+            was = self.unstarted.get(job_id)
+            if was is not None and fields[0] == "Queued" and retries != was:
+                self.fail(f"job {job_id} went back unstarted, charged: {was} -> {retries}")
+            if fields[4] == "P":
+                unstarted[job_id] = retries
+                if was is None:
+                    self.pushes += 1
+        self.unstarted = unstarted
         for key, value in now["idem"].items():
             if value.split("|", 1)[0] not in now["records"]:
                 self.fail(f"idempotency key {key} points at a job that is gone")
@@ -259,3 +350,4 @@ async def test_random_operations_keep_the_layout_whole(store: RedisStore, seed: 
     with trio.fail_after(120):
         await driver.run()
     assert len(driver.submitted) > 50 and driver.stale  # it did exercise the scripts
+    assert driver.pushes > 0  # and push dispatch

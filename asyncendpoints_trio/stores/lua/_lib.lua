@@ -15,9 +15,20 @@ local WATCH = KEYS[11]     -- ZSET  id -> until (ms): someone long-polls it; pub
 local SEQ = KEYS[12]       -- STRING the last place in line handed out (INCRBY)
 local HIST = KEYS[13]      -- HASH  id -> the latest attempts, one JSON object per line
 local PROG = KEYS[14]      -- HASH  id -> the latest progress report (JSON)
+local IDLE = KEYS[15]      -- HASH  owner -> expiry_ms|free|lease_ms: an idle instance that
+                           -- blocks on its inbox and takes pushed jobs (see push dispatch)
 -- Changes of watched jobs (WATCH) are published here, as the job's id: event streams
 -- follow them. A channel is no key; its name shares the keys' prefix.
-local CHANGES = string.sub(REC, 1, #REC - 3) .. 'changes'
+local PREFIX = string.sub(REC, 1, #REC - 3)
+local CHANGES = PREFIX .. 'changes'
+-- Push dispatch: a job the submit leased straight to an idle instance waits in that
+-- instance's inbox, a LIST named here (it shares the hash tag, so the slot, of the declared
+-- keys: a script cannot know which instance's inbox it needs before it runs). One entry per
+-- job; the job stays in its inbox until popped, and leaves it in every other way it can
+-- stop being that instance's (a cancel, a release, a reclaim).
+local function inbox(owner)
+  return PREFIX .. 'inbox:' .. owner
+end
 -- Times come from this server's clock (TIME), never from the callers'.
 
 local TERMINAL = {Completed = true, Failed = true, Canceled = true}
@@ -129,6 +140,87 @@ local function read_many(command, key, ids)
   return values
 end
 
+-- An inbox entry: length-prefixed frames ('<n>:<bytes>', '-' for none) of id, token,
+-- record, data, error, progress (data holds NUL bytes, so no separator would do).
+local function frame(v)
+  if not v then return '-' end
+  return #v .. ':' .. v
+end
+
+local function frames(e, count)
+  local out, pos = {}, 1
+  for i = 1, count do
+    if string.sub(e, pos, pos) == '-' then
+      out[i] = false
+      pos = pos + 1
+    else
+      local len, start = string.match(e, '^(%d+):()', pos)
+      len = tonumber(len)
+      out[i] = string.sub(e, start, start + len - 1)
+      pos = start + len
+    end
+  end
+  return out
+end
+
+-- Take job `id`'s entry out of `owner`'s inbox; true if it was there (not popped yet).
+local function unpush(owner, id)
+  local box = inbox(owner)
+  for _, e in ipairs(redis.call('LRANGE', box, 0, -1)) do
+    if frames(e, 1)[1] == id then
+      redis.call('LREM', box, 1, e)
+      return true
+    end
+  end
+  return false
+end
+
+-- Empty `owner`'s inbox; the ids of the jobs in it whose pushed lease still holds.
+local function take_inbox(owner)
+  local box = inbox(owner)
+  local waiting = redis.call('LRANGE', box, 0, -1)
+  local ids = {}
+  if #waiting == 0 then return ids end
+  redis.call('DEL', box)
+  for _, e in ipairs(waiting) do
+    local f = frames(e, 2)
+    local s = redis.call('HGET', REC, f[1])
+    local r = s and dec(s)
+    if r and r.st == 'InProgress' and r.ow == owner and r.tok == tonumber(f[2]) then
+      ids[#ids + 1] = f[1]
+    end
+  end
+  return ids
+end
+
+-- The record's cancel field is 'P' while a pushed lease has not been started (acked by the
+-- owner's first heartbeat, or taken by its claim's reconciliation): such a lease that
+-- ends without an outcome goes back to the queue uncharged.
+local PUSHED = 'P'
+
+local function unstarted(r)
+  r.st = 'Queued'
+  r.ow = ''
+  r.cn = '0'
+  r.du = ms(STAMP)
+  touch(r)
+end
+
+-- Forget registrations whose instance stopped refreshing them.
+local function prune_idle(now)
+  local regs = redis.call('HGETALL', IDLE)
+  local live = {}
+  for i = 1, #regs, 2 do
+    local exp, free, lease = string.match(regs[i + 1], '^(%d+)|(%d+)|(%d+)$')
+    if tonumber(exp) <= now then
+      redis.call('HDEL', IDLE, regs[i])
+    else
+      live[#live + 1] = {regs[i], tonumber(exp), tonumber(free), tonumber(lease)}
+    end
+  end
+  return live
+end
+
 local function wake()
   if redis.call('LLEN', WAKE) == 0 then redis.call('RPUSH', WAKE, '1') end
 end
@@ -157,7 +249,7 @@ end
 -- 9 * PRIORITY_STEP later arrivals.
 local PRIORITY_STEP = 1000
 
-local function enqueue_back(ids, priorities)
+local function enqueue_back(ids, priorities, quiet)
   if #ids == 0 then return end
   local last = redis.call('INCRBY', SEQ, #ids)
   local entries = {}
@@ -166,7 +258,7 @@ local function enqueue_back(ids, priorities)
     entries[#entries + 1] = id
   end
   call_many('ZADD', READY, entries)
-  wake()
+  if not quiet then wake() end
 end
 
 local function enqueue_front(ids)

@@ -16,6 +16,16 @@ if r.st == 'Queued' or r.st == 'Scheduled' then
   r.du = ''
   terminal(id, r, now, retention_ms, ARGV[4])
   redis.call('HSET', REC, id, enc(r))
+elseif r.st == 'InProgress' and r.cn == PUSHED and unpush(r.ow, id) then
+  -- Pushed to an idle instance that has not popped it yet: it never started, so it ends
+  -- now, like a waiting job.
+  redis.call('ZREM', LEASES, id)
+  r.st = 'Canceled'
+  r.ow = ''
+  r.cn = '0'
+  touch(r)
+  terminal(id, r, now, retention_ms, ARGV[4])
+  redis.call('HSET', REC, id, enc(r))
 elseif r.st == 'InProgress' and r.cn ~= '1' then
   r.cn = '1'
   touch(r)

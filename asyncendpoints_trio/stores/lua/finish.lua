@@ -47,6 +47,12 @@ for i = 0, n - 1 do
       lines[id] = lines[id] or {}
       table.insert(lines[id], {attempt_line(r, label, fields), kind == 'C' and r.rt == 0})
     end
+    if r.cn == PUSHED then
+      -- Never renewed: it may still wait in its inbox (a release of a job the owner never
+      -- popped), and must not be popped after this.
+      unpush(r.ow, id)
+      r.cn = '0'
+    end
     r.ow = ''
     touch(r)
     if progress ~= '' then

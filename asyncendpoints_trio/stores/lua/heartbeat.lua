@@ -1,6 +1,7 @@
 -- Extend the leases `owner` holds. ARGV: owner, lease_ms, n, then id, token, progress
 -- triples (progress: the latest report's JSON, '' for none; written only where the lease
--- holds, so a fenced instance can no more change progress than anything else).
+-- holds, so a fenced instance can no more change progress than anything else). The first
+-- renewal of a pushed lease marks it started.
 -- Reply: {lost ids, ids whose cancellation was requested}.
 local now = now_ms()
 local owner, lease_ms, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -17,22 +18,28 @@ for i, id in ipairs(ids) do
     leases[#leases + 1] = now + lease_ms
     leases[#leases + 1] = id
     if r.cn == '1' then cancel[#cancel + 1] = id end
+    -- A pushed job's first renewal: its owner has it, so from now on it is a started
+    -- run, charged like any other if its lease expires (not a change anyone sees).
+    local started = r.cn == PUSHED
+    if started then r.cn = '0' end
     if progress ~= '' then
       bump(r)
       reports[#reports + 1] = id
       reports[#reports + 1] = progress
+      reported[#reported + 1] = id
+    end
+    if started or progress ~= '' then
       writes[#writes + 1] = id
       writes[#writes + 1] = enc(r)
-      reported[#reported + 1] = id
     end
   else
     lost[#lost + 1] = id
   end
 end
 if #leases > 0 then call_many('ZADD', LEASES, leases) end
+if #writes > 0 then call_many('HSET', REC, writes) end
 if #reports > 0 then
   call_many('HSET', PROG, reports)
-  call_many('HSET', REC, writes)
   notify(reported)
 end
 return {lost, cancel}

@@ -12,7 +12,17 @@ local expired = redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, lim
 for _, id in ipairs(expired) do
   redis.call('ZREM', LEASES, id)
   local r = get_record(id)
-  if r and r.st == 'InProgress' then
+  if r and r.st == 'InProgress' and r.cn == PUSHED then
+    -- Pushed, never started (its owner died idle, or lost the pop's reply): back to the
+    -- front of the queue, not charged. Its owner's registration goes too: an instance
+    -- that let a pushed lease expire is not taking pushes.
+    unpush(r.ow, id)
+    redis.call('HDEL', IDLE, r.ow)
+    unstarted(r)
+    redis.call('HSET', REC, id, enc(r))
+    back[#back + 1] = id
+    reclaimed = reclaimed + 1
+  elseif r and r.st == 'InProgress' then
     local line
     if r.cn == '1' then
       line = attempt_line(r, 'Canceled', '')
@@ -44,6 +54,7 @@ for _, id in ipairs(expired) do
 end
 enqueue_front(back)
 notify(back)
+prune_idle(now)
 local promoted = promote(now, limit)
 local purged = 0
 local old = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', now, 'LIMIT', 0, limit)

@@ -97,11 +97,59 @@ for i = 0, n - 1 do
     replies[#replies + 1] = {'new', ms(STAMP)}
   end
 end
+-- Push dispatch: when nothing else waits, lease the new jobs straight to idle instances, in
+-- the order a claim would take them, and put each on its instance's inbox with all the
+-- instance needs to run it, so the instance's blocking pop returns it ready to run.
+local function push(live)
+  table.sort(live, function(a, b) return a[2] > b[2] end)  -- the freshest first
+  for _, reg in ipairs(live) do
+    local owner, exp, free, lease_ms = reg[1], reg[2], reg[3], reg[4]
+    local popped = redis.call('ZPOPMIN', READY, free)
+    if #popped == 0 then break end
+    local writes, leases, ids, box = {}, {}, {}, {}
+    for i = 1, #popped, 2 do
+      local id = popped[i]
+      local r = dec(taken[id][1])
+      r.st = 'InProgress'
+      r.tok = r.tok + 1
+      r.ow = owner
+      r.sa = ms(STAMP)
+      r.cn = PUSHED
+      touch(r)
+      local s = enc(r)
+      ids[#ids + 1] = id
+      writes[#writes + 1] = id
+      writes[#writes + 1] = s
+      leases[#leases + 1] = now + lease_ms
+      leases[#leases + 1] = id
+      box[#box + 1] = frame(id) .. frame(ms(r.tok)) .. frame(s) .. frame(taken[id][2]) ..
+                      '--'
+    end
+    call_many('HSET', REC, writes)
+    call_many('ZADD', LEASES, leases)
+    call_many('RPUSH', inbox(owner), box)
+    notify(ids)
+    if #ids < free then
+      redis.call('HSET', IDLE, owner, ms(exp) .. '|' .. ms(free - #ids) .. '|' .. ms(lease_ms))
+    else
+      redis.call('HDEL', IDLE, owner)
+    end
+  end
+end
+
 if #records > 0 then
   call_many('HSET', REC, records)
   call_many('HSET', DATA, datas)
   if #idems > 0 then call_many('HSET', IDEM, idems) end
-  enqueue_back(order, priorities)
+  -- Only into an empty line: a pushed job must not overtake one that waits (and jobs that
+  -- wait are for claims, which a wake-up brings).
+  local pushing = #order > 0 and redis.call('ZCARD', READY) == 0
+  enqueue_back(order, priorities, pushing)
+  if pushing then
+    local live = prune_idle(now)
+    if #live > 0 then push(live) end
+    if redis.call('ZCARD', READY) > 0 then wake() end
+  end
   if #later > 0 then
     call_many('ZADD', SCHEDULED, later)
     -- An idle instance learns the new due time from the claim this wakes it for.
