@@ -53,18 +53,7 @@ from asyncendpoints_trio.client._core import (
 from ._redis_server import RedisServer, redis_server_binary
 from .conftest import serving
 from .faultproxy import FaultProxy
-
-
-@dataclass
-class Order:
-    item: str
-    quantity: int
-
-
-@dataclass
-class Receipt:
-    item: str
-    total: int
+from .test_http import Order, Receipt
 
 
 @dataclass

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -23,6 +22,7 @@ from asyncendpoints_trio import (
 )
 
 from .conftest import client_for, serving
+from .test_http import Order, Receipt
 
 azure_core = pytest.importorskip("azure.core")
 
@@ -31,18 +31,6 @@ from azure.core.exceptions import HttpResponseError  # noqa: E402
 from azure.core.polling import LROPoller  # noqa: E402
 from azure.core.polling.base_polling import LROBasePolling  # noqa: E402
 from azure.core.rest import HttpRequest  # noqa: E402
-
-
-@dataclass
-class Order:
-    item: str
-    quantity: int
-
-
-@dataclass
-class Receipt:
-    item: str
-    total: int
 
 
 def make_app(*, operations: bool = True, owners: bool = False,

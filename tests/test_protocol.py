@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -27,13 +26,7 @@ from asyncendpoints_trio.http._prefer import Preferences, parse_prefer
 from asyncendpoints_trio.http._problems import Problem
 
 from .conftest import client_for
-from .test_http import assert_problem
-
-
-@dataclass
-class Order:
-    item: str
-    quantity: int
+from .test_http import Order, assert_problem
 
 
 class Gate:

@@ -51,6 +51,22 @@ def _wait_seconds(raw: str | None, cap: float) -> float:
     return min(seconds, cap)
 
 
+def job_key(job_id: Any) -> str | None:
+    """The job id of a route value, canonical; ``None`` if it is none. (The uuid converter
+    hands us a UUID; the fallback rule of our paths hands us any string.)"""
+    try:
+        return str(uuid.UUID(str(job_id)))
+    except ValueError:
+        return None
+
+
+def request_access(action: Action) -> Access:
+    """What an authorize hook and ``owner_of`` see of the current request."""
+    return Access(action, Headers(tuple((k.lower(), v) for k, v in request.headers.items())),
+                  {k: str(v) for k, v in (request.view_args or {}).items()},
+                  {k: tuple(v) for k, v in request.args.lists()}, request.remote_addr)
+
+
 def make_job_view(endpoints: AsyncEndpoints,
                   authorize: AuthorizeHook | None) -> Callable[..., Awaitable[Any]]:
     async def job_view(job_id: Any) -> Any:
@@ -63,16 +79,11 @@ def make_job_view(endpoints: AsyncEndpoints,
 
     async def read_or_cancel(job_id: Any) -> Any:
         config = endpoints.config
-        try:
-            # The uuid converter hands us a UUID; the fallback rule hands us any string.
-            key = str(uuid.UUID(str(job_id)))
-        except ValueError:
+        key = job_key(job_id)
+        if key is None:
             return problem(404, f"{str(job_id)[:64]!r} is not a job id", code="JobNotFound")
         action: Action = "cancel" if request.method == "DELETE" else "read"
-        access = Access(action, Headers(tuple((k.lower(), v) for k, v in
-                                              request.headers.items())),
-                        {k: str(v) for k, v in (request.view_args or {}).items()},
-                        {k: tuple(v) for k, v in request.args.lists()}, request.remote_addr)
+        access = request_access(action)
         guarded = endpoints.owner_of is not None or authorize is not None
         # An event stream starts from a plain read, access checks and all.
         stream = action == "read" and wants_event_stream()

@@ -14,19 +14,17 @@ Access is the job route's: with ``owner_of`` or an ``authorize`` hook a stranger
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from quart import Response, request
+from quart import Response
 
-from .._context import Headers
 from .._errors import StoreError
 from .._job import Job, JobStatus
 from .._job_json import public_error
-from ._access import Access, AuthorizeHook, not_found, owner_claim
-from ._jobs import refusal
+from ._access import AuthorizeHook, not_found, owner_claim
+from ._jobs import job_key, refusal, request_access
 from ._problems import Problem, problem
 from ._submit import answer_of, store_down
 
@@ -67,14 +65,10 @@ def make_operation_view(endpoints: AsyncEndpoints,
                         authorize: AuthorizeHook | None) -> Callable[..., Awaitable[Any]]:
     async def operation_view(job_id: Any) -> Any:
         config = endpoints.config
-        try:
-            key = str(uuid.UUID(str(job_id)))
-        except ValueError:
+        key = job_key(job_id)
+        if key is None:
             return problem(404, f"{str(job_id)[:64]!r} is not a job id", code="JobNotFound")
-        access = Access("read", Headers(tuple((k.lower(), v) for k, v in
-                                              request.headers.items())),
-                        {k: str(v) for k, v in (request.view_args or {}).items()},
-                        {k: tuple(v) for k, v in request.args.lists()}, request.remote_addr)
+        access = request_access("read")
         try:
             job = await endpoints.store.get(key)
             if endpoints.owner_of is not None or authorize is not None:
