@@ -22,6 +22,8 @@ translated into these at the store boundary, so callers only ever catch our type
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class NonRetryableError(Exception):
     """Raise this (or a subclass) from a handler to fail the job at once, without retries."""
@@ -94,3 +96,17 @@ class RedisReplyError(StoreError):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.kind = message.split(" ", 1)[0] if message else "ERR"
+
+
+class ReplicationTimeout(StoreUnavailable):
+    """A write was applied on the primary, but ``WAIT`` saw fewer replicas acknowledge it
+    than asked for within its timeout: it may not survive a failover.
+
+    ``reply`` holds the write's own reply (for a batch, every reply in call order), so the
+    caller can tell what was written.
+    """
+
+    def __init__(self, message: str, *, acknowledged: int, reply: Any = None) -> None:
+        super().__init__(message)
+        self.acknowledged = acknowledged
+        self.reply = reply

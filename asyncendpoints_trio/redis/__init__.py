@@ -14,6 +14,8 @@ Errors are those of ``asyncendpoints_trio._errors``: ``RedisReplyError`` for err
 for everything that means "Redis cannot be used right now".
 """
 
+from ._api import RedisAPI as RedisAPI
+from ._api import ReplicaWait as ReplicaWait
 from ._client import RedisClient as RedisClient
 from ._client import RedisStatistics as RedisStatistics
 from ._client import Script as Script
@@ -27,9 +29,11 @@ from ._url import parse_url as parse_url
 __all__ = [
     "Arg",
     "Command",
+    "RedisAPI",
     "RedisClient",
     "RedisSettings",
     "RedisStatistics",
+    "ReplicaWait",
     "Script",
     "ScriptCall",
     "Subscription",

@@ -20,6 +20,7 @@ whether they ran.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -39,7 +40,9 @@ from .._errors import (
     RedisConnectionError,
     RedisReplyError,
     RedisTimeoutError,
+    ReplicationTimeout,
 )
+from ._api import ReplicaWait
 from ._connection import NO_REPLY, Arg, Command, Connection, make_ssl_context, open_connection
 from ._url import RedisSettings
 
@@ -68,6 +71,26 @@ class Script:
 
 
 ScriptCall = tuple[Script, Sequence[Arg], Sequence[Arg]]  # (script, keys, args)
+
+
+def _wait_commands(wait: ReplicaWait | None) -> list[Command]:
+    if wait is None or wait.replicas <= 0:
+        return []
+    return [("WAIT", wait.replicas, max(1, round(wait.timeout * 1000)))]
+
+
+def check_replicas(wait: ReplicaWait | None, acks: Sequence[Any], reply: Any) -> None:
+    """Raise ``ReplicationTimeout`` unless every ``WAIT`` reply in ``acks`` reached
+    ``wait.replicas``; ``reply`` is what the writes answered."""
+    if wait is None or wait.replicas <= 0:
+        return
+    for ack in acks:
+        if isinstance(ack, RedisReplyError):
+            raise ReplicationTimeout(f"WAIT failed: {ack}", acknowledged=0, reply=reply)
+        if int(ack) < wait.replicas:
+            raise ReplicationTimeout(
+                f"{int(ack)} of {wait.replicas} replicas acknowledged the write within "
+                f"{wait.timeout}s", acknowledged=int(ack), reply=reply)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +150,14 @@ class RedisClient:
     def settings(self) -> RedisSettings:
         return self._settings
 
+    @property
+    def clustered(self) -> bool:
+        """One server holds every slot: plain ``PUBLISH`` reaches every subscriber."""
+        return False
+
+    def sibling(self, *, max_connections: int) -> RedisClient:
+        return RedisClient(dataclasses.replace(self._settings, max_connections=max_connections))
+
     # -- commands ------------------------------------------------------------------------
 
     async def execute(self, *args: Arg) -> Any:
@@ -181,26 +212,46 @@ class RedisClient:
         return replies
 
     async def evalsha(self, script: Script, keys: Sequence[Arg] = (),
-                      args: Sequence[Arg] = ()) -> Any:
-        """Run ``script`` by its SHA1; on NOSCRIPT load it and run it again."""
+                      args: Sequence[Arg] = (), *, wait: ReplicaWait | None = None) -> Any:
+        """Run ``script`` by its SHA1; on NOSCRIPT load it and run it again. With ``wait``,
+        a ``WAIT`` follows on the same connection in the same round trip."""
         command = script.command(keys, args)
-        (reply,) = await self._run((command,), self._settings.read_timeout)
+        tail = _wait_commands(wait)
+        reply, *acks = await self._run((command, *tail), self._wait_timeout(wait))
         if isinstance(reply, RedisReplyError) and reply.kind == "NOSCRIPT":
             # Load and replay in one round trip on one connection: the load comes first.
-            loaded, reply = await self._run(
-                (("SCRIPT", "LOAD", script.source), command), self._settings.read_timeout)
+            loaded, reply, *acks = await self._run(
+                (("SCRIPT", "LOAD", script.source), command, *tail), self._wait_timeout(wait))
             self._raise_if_error(loaded)
-        return self._raise_if_error(reply)
+        reply = self._raise_if_error(reply)
+        check_replicas(wait, acks, reply)
+        return reply
 
-    async def evalsha_many(self, calls: Sequence[ScriptCall]) -> list[Any]:
+    async def evalsha_many(self, calls: Sequence[ScriptCall], *,
+                           wait: ReplicaWait | None = None) -> list[Any]:
         """Run many scripts in one pipeline; replies (errors in place) in call order.
 
         Calls refused with NOSCRIPT are replayed, in their order, after loading their scripts
         (a second round trip). So a replayed call runs after the calls that did not need it;
         make calls in one batch independent of each other's order, or use one script.
+        With ``wait``, one ``WAIT`` ends each round trip.
         """
         commands = [script.command(keys, args) for script, keys, args in calls]
+        tail = _wait_commands(wait)
+        if tail:
+            *replies, ack = await self._run((*commands, *tail), self._wait_timeout(wait))
+            self._reply_errors += sum(isinstance(reply, RedisReplyError) for reply in replies)
+            replies = await self._replay_missing(calls, commands, replies, wait)
+            check_replicas(wait, [ack], replies)
+            return replies
         replies = await self.pipeline(commands)
+        return await self._replay_missing(calls, commands, replies, None)
+
+    def _wait_timeout(self, wait: ReplicaWait | None) -> float:
+        return self._settings.read_timeout + (0.0 if wait is None else wait.timeout)
+
+    async def _replay_missing(self, calls: Sequence[ScriptCall], commands: list[Command],
+                              replies: list[Any], wait: ReplicaWait | None) -> list[Any]:
         missing = [index for index, reply in enumerate(replies)
                    if isinstance(reply, RedisReplyError) and reply.kind == "NOSCRIPT"]
         if not missing:
@@ -209,11 +260,15 @@ class RedisClient:
         scripts = list(dict.fromkeys(calls[index][0] for index in missing))
         retry: list[Command] = [("SCRIPT", "LOAD", script.source) for script in scripts]
         retry += [commands[index] for index in missing]
+        retry += _wait_commands(wait)
         again = await self.pipeline(retry)
+        acks = again[len(retry) - len(_wait_commands(wait)):]
+        again = again[:len(again) - len(acks)]
         for loaded in again[:len(scripts)]:
             self._raise_if_error(loaded)
         for index, reply in zip(missing, again[len(scripts):], strict=True):
             replies[index] = reply
+        check_replicas(wait, acks, replies)
         return replies
 
     def _raise_if_error(self, reply: Any) -> Any:
@@ -337,11 +392,13 @@ class RedisClient:
     # -- pub/sub ---------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def subscribe(self, *channels: str | bytes) -> AsyncIterator[Subscription]:
+    async def subscribe(self, *channels: str | bytes,
+                        sharded: bool = False) -> AsyncIterator[Subscription]:
         """Subscribe on a dedicated connection (outside the pool); iterate for messages.
 
         When the context is entered the subscription is active on the server. A cut or silent
         link raises ``RedisConnectionError`` from the iteration: subscribe again.
+        ``sharded``: ``SSUBSCRIBE`` (Redis 7.0+), for channels that ``SPUBLISH`` reaches.
         """
         if not channels:
             raise ValueError("subscribe needs at least one channel")
@@ -350,7 +407,8 @@ class RedisClient:
         connection = await self._connect()
         self._subscriptions += 1
         try:
-            subscription = Subscription(connection, channels, self._settings, self._link_failed)
+            subscription = Subscription(connection, channels, self._settings, self._link_failed,
+                                        sharded=sharded)
             await subscription._start()
             yield subscription
         finally:
@@ -403,8 +461,10 @@ class Subscription:
 
     def __init__(self, connection: Connection, channels: Sequence[str | bytes],
                  settings: RedisSettings,
-                 on_failure: Callable[[RedisConnectionError], None]) -> None:
+                 on_failure: Callable[[RedisConnectionError], None], *,
+                 sharded: bool = False) -> None:
         self._connection = connection
+        self._sharded = sharded
         self._channels = tuple(channels)
         self._idle_timeout = settings.health_check_interval
         self._ping_timeout = settings.read_timeout
@@ -417,7 +477,7 @@ class Subscription:
         return self._channels
 
     async def _start(self) -> None:
-        await self._send(("SUBSCRIBE", *self._channels))
+        await self._send(("SSUBSCRIBE" if self._sharded else "SUBSCRIBE", *self._channels))
         confirmed = 0
         while confirmed < len(self._channels):
             reply = await self._receive(self._ping_timeout)
@@ -425,9 +485,9 @@ class Subscription:
                 self._fail(RedisTimeoutError("no answer to SUBSCRIBE"))
             if isinstance(reply, RedisReplyError):
                 raise reply  # e.g. NOPERM; the context manager closes the connection
-            if reply[0] == b"subscribe":
+            if reply[0] in (b"subscribe", b"ssubscribe"):
                 confirmed += 1
-            elif reply[0] == b"message":
+            elif reply[0] in (b"message", b"smessage"):
                 # A message on a channel confirmed earlier in this same SUBSCRIBE.
                 self._pending.append((reply[1], reply[2]))
 
@@ -451,8 +511,13 @@ class Subscription:
             self._ping_sent = False  # any traffic proves the link is alive
             if isinstance(reply, RedisReplyError):
                 raise reply
-            if reply[0] == b"message":
+            if reply[0] in (b"message", b"smessage"):
                 return reply[1], reply[2]
+            if reply[0] == b"sunsubscribe":
+                # The server dropped a sharded subscription: its slot moved (resharding or
+                # failover). Subscribing again finds the slot's new home.
+                self._fail(RedisConnectionError(
+                    f"the server ended the subscription to {reply[1]!r} (slot moved)"))
             # Otherwise a subscribe confirmation or a "pong": nothing for the caller.
 
     async def _send(self, command: Command) -> None:

@@ -140,3 +140,24 @@ async def test_aclose_closes_the_pool(redis_url: str, settings: SettingsFactory)
     assert redis.statistics().connections_open == 0
     with pytest.raises(RedisConnectionError, match="closed"):
         await redis.execute("PING")
+
+
+async def test_wait_for_replicas_raises_when_too_few_acknowledge(client: RedisClient,
+                                                                   key: str) -> None:
+    """A server without replicas can never acknowledge: the write still happened, and the
+    error carries its reply."""
+    from asyncendpoints_trio._errors import ReplicationTimeout
+    from asyncendpoints_trio.redis import ReplicaWait, Script
+
+    script = Script("return redis.call('INCR', KEYS[1])")
+    with trio.fail_after(5):
+        assert await client.evalsha(script, [key], wait=ReplicaWait(0, 0.05)) == 1
+        with pytest.raises(ReplicationTimeout) as caught:
+            await client.evalsha(script, [key], wait=ReplicaWait(1, 0.05))
+        assert caught.value.acknowledged == 0 and caught.value.reply == 2
+        await client.execute("SCRIPT", "FLUSH")  # the replay after NOSCRIPT waits too
+        with pytest.raises(ReplicationTimeout) as caught:
+            await client.evalsha_many([(script, [key], []), (script, [key], [])],
+                                      wait=ReplicaWait(1, 0.05))
+        assert caught.value.reply == [3, 4]
+        assert await client.execute("GET", key) == b"4"

@@ -76,3 +76,17 @@ async def test_quiet_but_healthy_link_survives_pings_and_cancelled_reads(
                 await client.execute("PUBLISH", key, "still here")
                 assert await anext(subscription) == (key.encode(), b"still here")
         assert redis.statistics().connection_errors == 0
+
+
+async def test_sharded_subscription_receives_spublish(client: RedisClient, key: str) -> None:
+    with trio.fail_after(5):
+        async with client.subscribe(key, sharded=True) as subscription:
+            assert await client.execute("SPUBLISH", key, "one") == 1
+            await client.execute("PUBLISH", key, "not sharded: not ours")
+            await client.execute("SPUBLISH", key, "two")
+            received = []
+            async for _, data in subscription:
+                received.append(data)
+                if len(received) == 2:
+                    break
+    assert received == [b"one", b"two"]
