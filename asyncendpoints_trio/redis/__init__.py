@@ -23,6 +23,7 @@ from ._client import ScriptCall as ScriptCall
 from ._client import Subscription as Subscription
 from ._connection import Arg as Arg
 from ._connection import Command as Command
+from ._factory import open_client as open_client
 from ._url import RedisSettings as RedisSettings
 from ._url import parse_url as parse_url
 
@@ -37,5 +38,6 @@ __all__ = [
     "Script",
     "ScriptCall",
     "Subscription",
+    "open_client",
     "parse_url",
 ]

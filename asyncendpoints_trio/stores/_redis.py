@@ -29,7 +29,7 @@ from .._errors import (
     StoreUnavailable,
 )
 from .._job import Job, JobStatus
-from ..redis import RedisClient, Script
+from ..redis import RedisAPI, Script, open_client
 from ._feeds import JobFeeds, JobWatch
 from ._history import error_summary
 from ._protocol import (
@@ -143,9 +143,9 @@ class RedisStore:
     """``queue`` names the key space (jobs of different queues never meet); ``retention``
     is how long, in seconds, a finished job stays readable."""
 
-    def __init__(self, client: RedisClient, *, queue: str = "default",
+    def __init__(self, client: RedisAPI, *, queue: str = "default",
                  retention: float = 3600.0, owns_client: bool = False,
-                 control: RedisClient | None = None) -> None:
+                 control: RedisAPI | None = None) -> None:
         """``control``: the client for the runtime's own calls; by default a small pool
         of ``CONTROL_CONNECTIONS`` made from ``client``'s settings, owned by the store."""
         if not queue or any(c in queue for c in "{}| "):
@@ -156,8 +156,8 @@ class RedisStore:
         self.retention = retention
         self._owns_client = owns_client
         self._owns_control = control is None
-        self.control = control if control is not None else RedisClient(
-            dataclasses.replace(client.settings, max_connections=CONTROL_CONNECTIONS))
+        self.control = control if control is not None else client.sibling(
+            max_connections=CONTROL_CONNECTIONS)
         prefix = f"ae:{{{queue}}}:"
         self.keys = RedisKeys.of(queue)
         self._key_list = self.keys.as_list()
@@ -180,7 +180,7 @@ class RedisStore:
     @classmethod
     def from_url(cls, url: str, *, queue: str = "default", retention: float = 3600.0,
                  **client_options: Any) -> RedisStore:
-        return cls(RedisClient.from_url(url, **client_options), queue=queue,
+        return cls(open_client(url, **client_options), queue=queue,
                    retention=retention, owns_client=True)
 
     async def _run(self, name: str, args: Sequence[str | bytes | int | float]) -> Any:
