@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
 from functools import partial
 
 import httpx
+import pytest
 import trio
 from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
@@ -40,3 +41,13 @@ async def serving(app: QuartTrio, *, graceful_timeout: float = 5.0) -> AsyncIter
 async def client_for(app: QuartTrio, **kwargs: object) -> AsyncIterator[httpx.AsyncClient]:
     async with serving(app, **kwargs) as url, httpx.AsyncClient(base_url=url, timeout=10) as c:  # type: ignore[arg-type]
         yield c
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
+                              ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each phase's report on the test item (``item.rep_call``), so that a fixture's
+    teardown can tell a failed test (the browser tests save screenshots then)."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

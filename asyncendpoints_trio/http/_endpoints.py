@@ -26,6 +26,7 @@ from ..telemetry._instrumented import InstrumentedStore
 from ..telemetry._tracing import send_span
 from ._access import AuthorizeHook, OwnerOf
 from ._connection_fix import install_connection_fix
+from ._dashboard import mount_dashboard
 from ._events import EventStreams
 from ._idempotency import InFlight
 from ._inprocess import new_job
@@ -259,6 +260,22 @@ class AsyncEndpoints:
         liveness (``503`` only while an actor is crash-looping)."""
         app = self._require_app()
         app.add_url_rule(rule, f"{_PREFIX}.health", make_health_view(self), methods=["GET"])
+
+    def map_dashboard(self, rule: str = "/admin/ui", *, poll_interval: float = 2.0) -> None:
+        """Serve the jobs dashboard (overview, job list, job pages with Cancel and Retry)
+        at ``rule``, behind ``map_admin``'s authorize hook; the page uses that admin API.
+        ``poll_interval``: seconds between the page's refreshes of lists and counts."""
+        app = self._require_app()
+        admin_rule = getattr(self, "_admin_rule", None)
+        authorize = getattr(self, "_admin_authorize", None)
+        if admin_rule is None or authorize is None:
+            raise ConfigurationError(
+                "map_dashboard needs map_admin(rule, authorize=...) first: the page uses "
+                "the admin API and is served behind its authorize hook")
+        for added in mount_dashboard(app, rule, api_rule=admin_rule, authorize=authorize,
+                                     poll_interval=poll_interval,
+                                     endpoint=f"{_PREFIX}.dashboard"):
+            self._ours.add(added)
 
     def _require_app(self) -> Quart:
         if self.app is None:

@@ -1,0 +1,137 @@
+"""The jobs dashboard: one HTML page and its assets, served behind the admin hook.
+
+Everything the page needs ships in ``http/dashboard/`` (hand-written HTML, CSS and script;
+no CDN, no build step), so it works on a network without the internet. The page is a
+template with three holes, filled per request: where its assets are, where the admin API
+is (both under the app's root path, so a mounted app works), and how often it polls.
+
+Every answer carries a strict Content-Security-Policy (scripts, styles and connections
+from this origin only, no inline script, no framing): the page shows job data that came
+from clients, and the policy keeps a payload from ever running as script.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from quart import Quart, Response, request
+
+from .._errors import ConfigurationError
+from ._access import call_hook
+from ._problems import Problem
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+       "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+       "frame-ancestors 'none'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+ASSET_TYPES = {
+    "app.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+    "icon.svg": "image/svg+xml",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    body: bytes
+    content_type: str
+    etag: str
+
+
+def _read(name: str) -> bytes:
+    return (resources.files(__package__) / "dashboard" / name).read_bytes()
+
+
+def load_assets() -> dict[str, Asset]:
+    assets = {}
+    for name, content_type in ASSET_TYPES.items():
+        body = _read(name)
+        assets[name] = Asset(body, content_type, '"' + hashlib.sha256(body).hexdigest()[:20] + '"')
+    return assets
+
+
+Authorize = Callable[[Any], Any]
+
+
+async def refused(authorize: Authorize) -> Response | None:
+    """The hook's answer when it refuses this request, else ``None``: ``True`` admits,
+    ``False`` is a 403, a response (or a ``Problem``) is sent as it is."""
+    answer = await call_hook(authorize, request)
+    if answer is True:
+        return None
+    if answer is False or answer is None:
+        return Problem(403, detail="this request may not use the admin dashboard",
+                       code="Forbidden").to_response()
+    if isinstance(answer, Problem):
+        return answer.to_response()
+    if isinstance(answer, Response):
+        return answer
+    raise TypeError(f"the admin authorize hook must return True, False or a Response, "
+                    f"not {answer!r}")
+
+
+def check_poll_interval(poll_interval: float) -> float:
+    if isinstance(poll_interval, bool) or not isinstance(poll_interval, int | float) or \
+            not math.isfinite(poll_interval) or not 0.1 <= poll_interval <= 3600:
+        raise ConfigurationError(f"poll_interval must be a number of seconds from 0.1 to "
+                                 f"3600, not {poll_interval!r}")
+    return float(poll_interval)
+
+
+def mount_dashboard(app: Quart, rule: str, *, api_rule: str, authorize: Authorize,
+                    poll_interval: float, endpoint: str) -> list[str]:
+    """Add the page (at ``rule`` and ``rule/``) and its assets (``rule/<name>``) to
+    ``app``; returns the rules added."""
+    if not rule.startswith("/") or "<" in rule:
+        raise ConfigurationError(f"the dashboard rule must be a fixed path starting with "
+                                 f"'/', not {rule!r}")
+    poll = check_poll_interval(poll_interval)
+    base = rule.rstrip("/")
+    api = api_rule.rstrip("/")
+    template = _read("index.html").decode()
+    assets = load_assets()
+
+    async def page_view() -> Response:
+        answer = await refused(authorize)
+        if answer is not None:
+            return answer
+        root = request.root_path
+        page = (template.replace("{{base}}", html.escape(root + base))
+                .replace("{{api}}", html.escape(root + api))
+                .replace("{{poll}}", f"{poll:g}"))
+        return Response(page, content_type="text/html; charset=utf-8", headers={
+            **SECURITY_HEADERS, "Cache-Control": "no-store"})
+
+    async def asset_view(name: str) -> Response:
+        answer = await refused(authorize)
+        if answer is not None:
+            return answer
+        asset = assets.get(name)
+        if asset is None:
+            return Problem(404, detail=f"the dashboard has no file {name[:100]!r}",
+                           code="NotFound").to_response()
+        headers = {**SECURITY_HEADERS, "Cache-Control": "no-cache", "ETag": asset.etag}
+        if asset.etag in request.headers.get("If-None-Match", ""):
+            return Response(b"", status=304, headers=headers)
+        return Response(asset.body, content_type=asset.content_type, headers=headers)
+
+    view: Callable[[], Awaitable[Response]] = page_view
+    app.add_url_rule(base or "/", endpoint, view, methods=["GET"])
+    rules = [base or "/"]
+    if base:
+        app.add_url_rule(base + "/", endpoint + "_slash", view, methods=["GET"])
+        rules.append(base + "/")
+    app.add_url_rule(base + "/<path:name>", endpoint + "_asset", asset_view, methods=["GET"])
+    rules.append(base + "/<path:name>")
+    return rules
