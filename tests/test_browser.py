@@ -6,8 +6,6 @@ The browser's waits are Selenium's (bounded), in a thread; the server runs on Tr
 
 from __future__ import annotations
 
-import os
-import shutil
 from typing import Any
 
 import pytest
@@ -17,16 +15,8 @@ from quart_trio import QuartTrio
 
 from asyncendpoints_trio import AsyncContext, AsyncEndpoints, EndpointsConfig, MemoryStore
 
+from ._browser import start_browser, wait_for
 from .conftest import client_for
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-DRIVER = shutil.which("chromedriver")
-if CHROMIUM is None or DRIVER is None:
-    if os.environ.get("CI"):
-        # CI installs chromium and chromium-driver (.ci/run): a skip there would hide it.
-        raise RuntimeError("chromium or chromedriver is not on PATH")
-    pytest.skip("headless Chromium is not installed (apt-get install chromium "
-                "chromium-driver)", allow_module_level=True)
 
 pytestmark = pytest.mark.slow
 
@@ -73,36 +63,19 @@ def make_app() -> tuple[QuartTrio, trio.Event]:
     return app, release
 
 
-def _browser() -> Any:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-        options.add_argument(flag)
-    options.binary_location = CHROMIUM or ""
-    return webdriver.Chrome(options=options, service=Service(executable_path=DRIVER))
-
-
-def _wait(driver: Any, script: str, timeout: float = 20) -> Any:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(driver, timeout).until(lambda d: d.execute_script(script))
-
-
 async def test_event_source_in_chromium_receives_the_terminal_event() -> None:
     app, release = make_app()
     async with client_for(app) as client:
         location = (await client.post("/steps", json={})).headers["location"]
-        driver = await trio.to_thread.run_sync(_browser)
+        driver = await trio.to_thread.run_sync(start_browser)
         try:
             url = f"{client.base_url}/page?job={location}"
             await trio.to_thread.run_sync(driver.get, url)
             # The handler's report reaches the page before the job may end.
             await trio.to_thread.run_sync(
-                _wait, driver, "return window.seen.some(e => e[2] && e[2].step === 1)")
+                wait_for, driver, "return window.seen.some(e => e[2] && e[2].step === 1)")
             release.set()
-            await trio.to_thread.run_sync(_wait, driver, "return document.title === 'done'")
+            await trio.to_thread.run_sync(wait_for, driver, "return document.title === 'done'")
             seen = await trio.to_thread.run_sync(driver.execute_script, "return window.seen")
         finally:
             await trio.to_thread.run_sync(driver.quit)
