@@ -80,9 +80,9 @@ class Browser:
 
     def save_artifacts(self, name: str) -> list[Path]:
         ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
-        stem = ARTIFACTS_DIR / re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
-        saved = [stem.with_suffix(".png"), stem.with_suffix(".html"),
-                 stem.with_suffix(".console.txt")]
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+        saved = [ARTIFACTS_DIR / f"{stem}{suffix}" for suffix in (".png", ".html",
+                                                                  ".console.txt")]
         self.driver.save_screenshot(str(saved[0]))
         saved[1].write_text(self.driver.page_source)
         try:

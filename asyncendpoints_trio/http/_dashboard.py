@@ -18,12 +18,11 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
 
 from quart import Quart, Response, request
 
 from .._errors import ConfigurationError
-from ._access import call_hook
+from ._admin import AdminOptions, admitted
 from ._problems import Problem
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -61,26 +60,6 @@ def load_assets() -> dict[str, Asset]:
     return assets
 
 
-Authorize = Callable[[Any], Any]
-
-
-async def refused(authorize: Authorize) -> Response | None:
-    """The hook's answer when it refuses this request, else ``None``: ``True`` admits,
-    ``False`` is a 403, a response (or a ``Problem``) is sent as it is."""
-    answer = await call_hook(authorize, request)
-    if answer is True:
-        return None
-    if answer is False or answer is None:
-        return Problem(403, detail="this request may not use the admin dashboard",
-                       code="Forbidden").to_response()
-    if isinstance(answer, Problem):
-        return answer.to_response()
-    if isinstance(answer, Response):
-        return answer
-    raise TypeError(f"the admin authorize hook must return True, False or a Response, "
-                    f"not {answer!r}")
-
-
 def check_poll_interval(poll_interval: float) -> float:
     if isinstance(poll_interval, bool) or not isinstance(poll_interval, int | float) or \
             not math.isfinite(poll_interval) or not 0.1 <= poll_interval <= 3600:
@@ -89,8 +68,8 @@ def check_poll_interval(poll_interval: float) -> float:
     return float(poll_interval)
 
 
-def mount_dashboard(app: Quart, rule: str, *, api_rule: str, authorize: Authorize,
-                    poll_interval: float, endpoint: str) -> list[str]:
+def mount_dashboard(app: Quart, rule: str, *, admin: AdminOptions, poll_interval: float,
+                    endpoint: str) -> list[str]:
     """Add the page (at ``rule`` and ``rule/``) and its assets (``rule/<name>``) to
     ``app``; returns the rules added."""
     if not rule.startswith("/") or "<" in rule:
@@ -98,12 +77,12 @@ def mount_dashboard(app: Quart, rule: str, *, api_rule: str, authorize: Authoriz
                                  f"'/', not {rule!r}")
     poll = check_poll_interval(poll_interval)
     base = rule.rstrip("/")
-    api = api_rule.rstrip("/")
+    api = admin.prefix
     template = _read("index.html").decode()
     assets = load_assets()
 
     async def page_view() -> Response:
-        answer = await refused(authorize)
+        answer = await admitted(admin)
         if answer is not None:
             return answer
         root = request.root_path
@@ -114,7 +93,7 @@ def mount_dashboard(app: Quart, rule: str, *, api_rule: str, authorize: Authoriz
             **SECURITY_HEADERS, "Cache-Control": "no-store"})
 
     async def asset_view(name: str) -> Response:
-        answer = await refused(authorize)
+        answer = await admitted(admin)
         if answer is not None:
             return answer
         asset = assets.get(name)

@@ -302,14 +302,11 @@ class AsyncEndpoints:
         at ``rule``, behind ``map_admin``'s authorize hook; the page uses that admin API.
         ``poll_interval``: seconds between the page's refreshes of lists and counts."""
         app = self._require_app()
-        admin_rule = getattr(self, "_admin_rule", None)
-        authorize = getattr(self, "_admin_authorize", None)
-        if admin_rule is None or authorize is None:
+        if self.admin is None:
             raise ConfigurationError(
-                "map_dashboard needs map_admin(rule, authorize=...) first: the page uses "
+                "map_dashboard needs map_admin(prefix, authorize=...) first: the page uses "
                 "the admin API and is served behind its authorize hook")
-        for added in mount_dashboard(app, rule, api_rule=admin_rule, authorize=authorize,
-                                     poll_interval=poll_interval,
+        for added in mount_dashboard(app, rule, admin=self.admin, poll_interval=poll_interval,
                                      endpoint=f"{_PREFIX}.dashboard"):
             self._ours.add(added)
 

@@ -47,6 +47,28 @@
     if (node.textContent !== text) node.textContent = text;
   }
 
+  // Live updates rebuild parts of the page; these two keep that from costing a keyboard
+  // user their place: nothing is rebuilt unless its data changed, and a focused control
+  // (marked data-key) has the focus back after the rebuild.
+  const drawn = new WeakMap(); // node -> the JSON of the data it shows
+
+  function changed(node, data) {
+    const key = JSON.stringify(data);
+    if (drawn.get(node) === key) return false;
+    drawn.set(node, key);
+    return true;
+  }
+
+  function keepingFocus(container, rebuild) {
+    const active = document.activeElement;
+    const key = active && container.contains(active) ? active.dataset.key : null;
+    rebuild();
+    if (key) {
+      const again = container.querySelector(`[data-key="${CSS.escape(key)}"]`);
+      if (again) again.focus();
+    }
+  }
+
   function statusBadge(status, id) {
     return h("span", { class: `status s-${status}`, id, "data-status": status,
       text: label(status) });
@@ -264,21 +286,23 @@
 
   function renderByName(byName) {
     const table = $("by-name");
+    if (!changed(table, byName)) return;
     const names = Object.keys(byName).sort();
     table.tHead.replaceChildren(h("tr", {}, h("th", { scope: "col", text: "Job name" }),
       STATUSES.map((s) => h("th", { scope: "col", class: "num", text: label(s) }))));
     const rows = names.map((name) => h("tr", { "data-name": name },
       h("th", { scope: "row" }, h("a", { href: `#/jobs?name=${encodeURIComponent(name)}`,
-        text: name })),
+        "data-key": `name-${name}`, text: name })),
       STATUSES.map((s) => h("td", { class: "num", "data-status": s,
         text: String(byName[name][s] || 0) }))));
     if (!rows.length) {
       rows.push(h("tr", {}, h("td", { colspan: STATUSES.length + 1, text: "No jobs yet." })));
     }
-    table.tBodies[0].replaceChildren(...rows);
+    keepingFocus(table, () => table.tBodies[0].replaceChildren(...rows));
   }
 
   function renderInstances(instances) {
+    if (!changed($("instances"), instances)) return;
     const rows = instances.map((inst) => {
       const held = inst.jobsHeld || 0;
       const slots = inst.concurrency || 0;
@@ -369,16 +393,18 @@
   }
 
   function renderJobs(jobs, pageNo, status, name) {
+    const table = $("jobs");
+    if (!changed(table, [jobs, pageNo])) return;
     const rows = jobs.map((job) => h("tr", { "data-job": job.id },
       h("th", { scope: "row" }, h("a", { href: `#/jobs/${job.id}`, title: job.id,
-        "aria-label": `Job ${job.id}`, text: shortId(job.id) })),
+        "aria-label": `Job ${job.id}`, "data-key": `job-${job.id}`, text: shortId(job.id) })),
       h("td", { text: job.name }),
       h("td", {}, statusBadge(job.status)),
       h("td", {}, timeNode(job.createdAt)),
       h("td", {}, timeNode(job.lastUpdatedAt)),
       h("td", { class: "num", text: `${job.retryCount} / ${job.maxRetries}` })));
     if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: 6, text: "No jobs match." })));
-    $("jobs").tBodies[0].replaceChildren(...rows);
+    keepingFocus(table, () => table.tBodies[0].replaceChildren(...rows));
     const filters = [status && `status ${label(status)}`, name && `name “${name}”`]
       .filter(Boolean);
     setText($("jobs-summary"), `${jobs.length} job${jobs.length === 1 ? "" : "s"} on page ` +
@@ -626,6 +652,7 @@
 
   function renderError(error) {
     $("error-section").hidden = !error;
+    if (!changed($("error"), error || null)) return;
     if (!error) return $("error").replaceChildren();
     const nodes = [h("p", {}, h("strong", { text: error.code || "Error" }),
       error.message ? `: ${error.message}` : "")];
@@ -636,7 +663,8 @@
       nodes.push(h("div", { class: "cause" },
         h("p", {}, depth === 0 ? "Raised " : "Caused by ", h("code", { text: exception.type }),
           exception.message ? `: ${exception.message}` : ""),
-        trace ? h("details", {}, h("summary", { text: "Stack trace" }),
+        trace ? h("details", {}, h("summary", { "data-key": `trace-${depth}`,
+          text: "Stack trace" }),
           h("pre", { tabindex: 0, text: Array.isArray(trace) ? trace.join("\n") : trace }))
           : null));
       exception = exception.innerException;
@@ -644,12 +672,14 @@
     }
     // Keep open stack traces open across live updates.
     const open = [...$("error").querySelectorAll("details")].map((d) => d.open);
-    $("error").replaceChildren(...nodes);
+    keepingFocus($("error"), () => $("error").replaceChildren(...nodes));
     $("error").querySelectorAll("details").forEach((d, i) => { d.open = open[i] || false; });
   }
 
   function renderDetails(job) {
     const admin = job.admin || {};
+    if (!changed($("details"), [job.name, job.priority, job.retryCount, job.maxRetries,
+      job.cancelRequested, admin])) return;
     const rows = [
       ["Name", job.name], ["Priority", admin.priority ?? job.priority],
       ["Retries", `${job.retryCount} of ${job.maxRetries}`],
