@@ -78,6 +78,15 @@ class Browser:
 
         await self.run(lambda: self.driver.find_element(By.CSS_SELECTOR, css).click())
 
+    async def console_errors(self) -> list[str]:
+        """The console's errors since the last call (a CSP refusal, a script error, a
+        failed load): reading them empties the log."""
+        entries = await self.run(self.driver.get_log, "browser")
+        # The browser asks for /favicon.ico by itself on pages without an icon (such as a
+        # hook's 401): the app's business, not the page's.
+        return [e["message"] for e in entries
+                if e["level"] == "SEVERE" and "/favicon.ico " not in e["message"]]
+
     def save_artifacts(self, name: str) -> list[Path]:
         ARTIFACTS_DIR.mkdir(parents=True, exist_ok=True)
         stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)

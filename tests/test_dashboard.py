@@ -41,9 +41,12 @@ POLL = 0.2  # the page's refresh interval here, seconds
 
 
 def token_or_cookie(request: Any) -> bool | Response:
-    if request.headers.get("Authorization") == f"Bearer {TOKEN}" or \
-            request.cookies.get("admin_token") == TOKEN:
+    """As docs/pages/dashboard.md: the page, its fetches and its event stream come with the
+    cookie and a same-origin ``Sec-Fetch-Site`` (a typed address: ``none``)."""
+    if request.headers.get("Authorization") == f"Bearer {TOKEN}":
         return True
+    if request.cookies.get("admin_token") == TOKEN:
+        return request.headers.get("Sec-Fetch-Site") in ("same-origin", "none")
     return Response('{"title": "Unauthorized", "status": 401, "detail": "sign in first"}',
                     status=401, content_type="application/problem+json",
                     headers={"WWW-Authenticate": "Bearer"})
@@ -152,6 +155,7 @@ async def signed_in(start: Callable[..., Browser], s: Site, fragment: str = "",
     await browser.get(f"{s.url}/app.css")  # any page of the origin, to set its cookie on
     await browser.run(browser.driver.add_cookie, {"name": "admin_token", "value": TOKEN,
                                                   "path": "/"})
+    await browser.console_errors()  # that 401 is no fault of the page's
     await browser.get(s.url + fragment)
     return browser
 
@@ -202,6 +206,7 @@ async def test_overview_counts_match_the_store_and_follow_it_live(browser_factor
         await browser.wait("""return document.querySelector(
             '#counts [data-status="Completed"] dd').textContent === '5'""")
         assert await browser.js("return window.sameDocument === true")  # no reload
+        assert await browser.console_errors() == []  # no CSP refusal, no script error
 
 
 async def test_a_job_page_follows_its_job_from_queued_to_completed(browser_factory: Any
@@ -225,6 +230,7 @@ async def test_a_job_page_follows_its_job_from_queued_to_completed(browser_facto
         timeline = await browser.js(TEXT, "timeline")
         assert "Submitted" in timeline and "Ended Completed" in timeline
         assert (await s.job(job_id))["status"] == "Completed"
+        assert await browser.console_errors() == []
 
 
 async def test_cancel_on_a_running_job_ends_it_canceled(browser_factory: Any) -> None:
@@ -242,10 +248,12 @@ async def test_cancel_on_a_running_job_ends_it_canceled(browser_factory: Any) ->
         await browser.click("#confirm-yes")
         await browser.wait(STATUS_IS, "Canceled")
         assert not await browser.js("return document.getElementById('confirm').open")
+        assert await browser.console_errors() == []
         assert (await s.job(job_id))["status"] == "Canceled"
         result = await browser.js(TEXT, "action-result")
         assert result.startswith(("Canceled", "Cancel requested")), result
         assert "Cancel requested" in await browser.js(TEXT, "timeline")  # the audit entry
+        assert await browser.console_errors() == []
 
 
 async def test_retry_on_a_failed_job_brings_it_back(browser_factory: Any) -> None:
@@ -275,6 +283,7 @@ async def test_retry_on_a_failed_job_brings_it_back(browser_factory: Any) -> Non
         await browser.click("#retry")
         assert "Only a Failed or Canceled job" in await browser.js(TEXT, "action-result")
         assert not await browser.js("return document.getElementById('confirm').open")
+        assert await browser.console_errors() == []
 
 
 async def test_the_hook_locks_the_page_and_the_api_out(browser_factory: Any) -> None:
@@ -368,7 +377,8 @@ async def test_the_keyboard_reaches_filters_and_buttons(browser_factory: Any) ->
         await browser.wait("return document.getElementById('confirm').open")
         await browser.run(lambda: ActionChains(browser.driver).send_keys(Keys.ESCAPE).perform())
         await browser.wait("return !document.getElementById('confirm').open")
-        assert await browser.js(TEXT, "action-result") == "Cancel not sent."
+        await browser.wait("return document.getElementById('action-result').textContent "
+                           "=== 'Cancel not sent.'")
         assert (await s.job(job_id))["status"] == "InProgress"
 
 

@@ -21,11 +21,14 @@ ASSETS = {"app.js": "text/javascript", "app.css": "text/css", "icon.svg": "image
 
 def bearer_or_cookie(request: Any) -> bool | Response:
     """The hook the docs show: a bearer token for curl, the same token in a cookie for a
-    browser (which cannot add headers to page loads or EventSource)."""
-    if request.headers.get("Authorization") == f"Bearer {TOKEN}" or \
-            request.cookies.get("admin_token") == TOKEN:
+    browser (which cannot add headers to page loads or EventSource), the cookie only from
+    the page itself or a typed address."""
+    if request.headers.get("Authorization") == f"Bearer {TOKEN}":
         return True
-    if "Authorization" in request.headers or "admin_token" in request.cookies:
+    if "admin_token" in request.cookies:
+        return request.cookies["admin_token"] == TOKEN and \
+            request.headers.get("Sec-Fetch-Site", "same-origin") in ("same-origin", "none")
+    if "Authorization" in request.headers:
         return False
     return Response('{"title": "Unauthorized", "status": 401}', status=401,
                     content_type="application/problem+json",
@@ -93,6 +96,9 @@ async def test_the_hook_guards_the_page_and_every_asset() -> None:
             client.cookies.set("admin_token", TOKEN)
             try:
                 assert (await client.get(path)).status_code in (200, 404), path
+                # The cookie rides along when another site links or posts here: refused.
+                cross = await client.get(path, headers={"Sec-Fetch-Site": "cross-site"})
+                assert cross.status_code == 403, path
             finally:
                 client.cookies.clear()
         # The same hook guards the API the page calls.
