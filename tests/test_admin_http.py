@@ -44,11 +44,11 @@ def bearer(request: Request) -> bool | Response:
     return given == f"Bearer {TOKEN}"
 
 
-def make_admin_app(store: JobStore | None = None, *, show_payloads: bool = False,
+def make_admin_app(store: JobStore, *, show_payloads: bool = False,
                    config: EndpointsConfig | None = None
                    ) -> tuple[QuartTrio, AsyncEndpoints, dict[str, trio.Event]]:
     app = QuartTrio(__name__)
-    endpoints = AsyncEndpoints(app, store=store or MemoryStore(),
+    endpoints = AsyncEndpoints(app, store=store,
                                config=config or EndpointsConfig(shutdown_grace=1))
     gates: dict[str, trio.Event] = {}
 
@@ -74,11 +74,21 @@ def make_admin_app(store: JobStore | None = None, *, show_payloads: bool = False
     return app, endpoints, gates
 
 
+StoreFactory = Callable[[], JobStore]
+
+
+@pytest.fixture
+def make_store() -> StoreFactory:
+    """What the app runs on: the memory store here; tests/redis/test_redis_admin.py runs
+    these tests again with a Redis store."""
+    return MemoryStore
+
+
 @asynccontextmanager
-async def admin_client(**kwargs: Any) -> AsyncIterator[tuple[httpx.AsyncClient,
-                                                             AsyncEndpoints,
-                                                             dict[str, trio.Event]]]:
-    app, endpoints, gates = make_admin_app(**kwargs)
+async def admin_client(make_store: StoreFactory, **kwargs: Any
+                       ) -> AsyncIterator[tuple[httpx.AsyncClient, AsyncEndpoints,
+                                                dict[str, trio.Event]]]:
+    app, endpoints, gates = make_admin_app(make_store(), **kwargs)
     async with client_for(app) as client:
         yield client, endpoints, gates
 
@@ -109,8 +119,8 @@ def test_map_admin_needs_an_authorize_hook() -> None:
         endpoints.map_admin("/admin", authorize=None)  # type: ignore[arg-type]
 
 
-async def test_the_hook_refuses_and_admits_every_route() -> None:
-    async with admin_client() as (client, _, _):
+async def test_the_hook_refuses_and_admits_every_route(make_store: StoreFactory) -> None:
+    async with admin_client(make_store) as (client, _, _):
         job = await submit(client, "/pack", 1)
         routes = [("GET", "/admin/jobs"), ("GET", f"/admin/jobs/{job['id']}"),
                   ("POST", f"/admin/jobs/{job['id']}/retry"),
@@ -132,8 +142,8 @@ async def test_the_hook_refuses_and_admits_every_route() -> None:
         assert_problem(unknown, 404)
 
 
-async def test_list_filters_pages_and_refuses_bad_queries() -> None:
-    async with admin_client() as (client, _, _):
+async def test_list_filters_pages_and_refuses_bad_queries(make_store: StoreFactory) -> None:
+    async with admin_client(make_store) as (client, _, _):
         ids = [(await submit(client, "/ship" if i % 2 else "/pack", -i if i % 3 == 0 else i)
                 )["id"] for i in range(1, 13)]
         for job_id in ids:
@@ -167,8 +177,8 @@ async def test_list_filters_pages_and_refuses_bad_queries() -> None:
             assert_problem(answer, 400)
 
 
-async def test_detail_retry_and_cancel() -> None:
-    async with admin_client() as (client, endpoints, gates):
+async def test_detail_retry_and_cancel(make_store: StoreFactory) -> None:
+    async with admin_client(make_store) as (client, endpoints, gates):
         bad = await submit(client, "/ship", -5)
         await finished(client, f"/jobs/{bad['id']}")
         detail = (await client.get(f"/admin/jobs/{bad['id']}", headers=AUTH)).json()
@@ -226,16 +236,16 @@ async def test_detail_retry_and_cancel() -> None:
         assert (await finished(client, f"/jobs/{slow['id']}"))["result"] == 2000
 
 
-async def test_payloads_only_when_the_app_opts_in() -> None:
-    async with admin_client(show_payloads=True) as (client, _, _):
+async def test_payloads_only_when_the_app_opts_in(make_store: StoreFactory) -> None:
+    async with admin_client(make_store, show_payloads=True) as (client, _, _):
         job = await submit(client, "/pack", 41)
         detail = (await client.get(f"/admin/jobs/{job['id']}", headers=AUTH)).json()
         assert detail["admin"]["payload"] == {"n": 41}
 
 
-async def test_instances_and_stats() -> None:
+async def test_instances_and_stats(make_store: StoreFactory) -> None:
     config = EndpointsConfig(shutdown_grace=1, heartbeat_interval=0.2, lease_ttl=1.0)
-    async with admin_client(config=config) as (client, endpoints, _):
+    async with admin_client(make_store, config=config) as (client, endpoints, _):
         async def listed() -> Any:
             found = (await client.get("/admin/instances", headers=AUTH)).json()["instances"]
             return found or None
@@ -255,8 +265,8 @@ async def test_instances_and_stats() -> None:
         assert sum(b["failed"] for b in buckets[-2:]) == 1
 
 
-async def test_openapi_names_the_admin_routes() -> None:
-    async with admin_client() as (client, _, _):
+async def test_openapi_names_the_admin_routes(make_store: StoreFactory) -> None:
+    async with admin_client(make_store) as (client, _, _):
         document = (await client.get("/openapi.json")).json()
         paths = document["paths"]
         assert set(paths["/admin/jobs/{job_id}"]) == {"get", "delete"}
