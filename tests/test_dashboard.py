@@ -63,7 +63,10 @@ class Gates:
         return self.gates.setdefault(key, trio.Event())
 
 
-def make_app(gates: Gates, *, concurrency: int = 1) -> tuple[QuartTrio, MemoryStore]:
+def make_app(gates: Gates, *, concurrency: int = 1, streams: bool = True
+             ) -> tuple[QuartTrio, MemoryStore]:
+    """``streams=False``: the hook refuses event streams, as a proxy that cannot pass them
+    on would break them."""
     app = QuartTrio(__name__)
     store = MemoryStore()
     config = EndpointsConfig(shutdown_grace=1, heartbeat_interval=0.05, concurrency=concurrency,
@@ -93,7 +96,12 @@ def make_app(gates: Gates, *, concurrency: int = 1) -> tuple[QuartTrio, MemorySt
     for name in ("Hold", "Quick", "Flaky"):
         endpoints.map_async_post(name, f"/{name.lower()}")
     endpoints.map_job_details()
-    endpoints.map_admin("/admin", authorize=token_or_cookie)
+    def authorize(request: Any) -> bool | Response:
+        if not streams and "text/event-stream" in request.headers.get("Accept", ""):
+            return False
+        return token_or_cookie(request)
+
+    endpoints.map_admin("/admin", authorize=authorize)
     endpoints.map_dashboard("/admin/ui", poll_interval=POLL)
     return app, store
 
@@ -231,6 +239,20 @@ async def test_a_job_page_follows_its_job_from_queued_to_completed(browser_facto
         assert "Submitted" in timeline and "Ended Completed" in timeline
         assert (await s.job(job_id))["status"] == "Completed"
         assert await browser.console_errors() == []
+
+
+async def test_without_an_event_stream_the_job_page_polls(browser_factory: Any) -> None:
+    async with site(streams=False) as s:
+        blocker = await s.submit("Hold", "first")
+        await s.until(blocker, "InProgress")
+        job_id = await s.submit("Quick")
+        browser = await signed_in(browser_factory, s, f"#/jobs/{job_id}")
+        await browser.wait(STATUS_IS, "Queued")
+        await browser.wait("return document.getElementById('job-stream').textContent "
+                           "=== '(polling)'")
+        assert await browser.js("return document.getElementById('alert').hidden")
+        s.gates.gate("first").set()
+        await browser.wait(STATUS_IS, "Completed")
 
 
 async def test_cancel_on_a_running_job_ends_it_canceled(browser_factory: Any) -> None:

@@ -170,15 +170,21 @@
     let timer = null;
     let stopped = false;
     let busy = false;
+    let pending = false; // woken while busy: the answer in flight may be stale, go again
     async function tick() {
       clearTimeout(timer);
       timer = null;
-      if (stopped || locked || busy) return;
+      if (stopped || locked) return;
+      if (busy) {
+        pending = true;
+        return;
+      }
       if (document.hidden) {
         setText(liveState, "Paused while this tab is hidden");
         return; // the visibilitychange handler wakes us
       }
       busy = true;
+      pending = false;
       try {
         await work();
         liveOk();
@@ -189,13 +195,11 @@
       } finally {
         busy = false;
       }
-      if (!stopped && !locked) timer = setTimeout(tick, POLL_MS);
+      if (stopped || locked) return;
+      if (pending) tick();
+      else timer = setTimeout(tick, POLL_MS);
     }
-    return {
-      start: tick,
-      wake: () => { if (!timer || !busy) tick(); },
-      stop: () => { stopped = true; clearTimeout(timer); },
-    };
+    return { start: tick, wake: tick, stop: () => { stopped = true; clearTimeout(timer); } };
   }
 
   document.addEventListener("visibilitychange", () => {
@@ -239,7 +243,7 @@
     const rate = ended ? `${((100 * failed) / ended).toFixed(1)}%` : "none ended";
     setText($("rate-summary"), `${submitted} submitted, ${completed} completed, ${failed} ` +
       `failed; failure rate ${rate}.`);
-    $("chart").replaceChildren(chart(buckets));
+    if (changed($("chart"), buckets)) $("chart").replaceChildren(chart(buckets));
   }
 
   // A bar chart of completed and failed jobs per bucket with a line for submissions.
@@ -422,24 +426,33 @@
     let polling = null;
     let stopped = false;
     let streamErrors = 0;
-    let refetching = false;
 
-    async function refetch() {
-      if (refetching || stopped) return;
-      refetching = true;
-      try {
-        job = await api(`/jobs/${encodeURIComponent(id)}`);
-        if (!stopped) renderJob(job);
-        liveOk();
-      } catch (error) {
-        if (error instanceof ApiError && error.status === 404) {
-          notFound();
-          return;
-        }
-        throw error;
-      } finally {
-        refetching = false;
+    // One fetch at a time; a call during one makes it go again once it is done, so an
+    // answer read before the latest event never has the last word.
+    let inFlight = null;
+    let again = false;
+    function refetch() {
+      if (stopped) return Promise.resolve();
+      if (inFlight) {
+        again = true;
+        return inFlight;
       }
+      inFlight = (async () => {
+        try {
+          do {
+            again = false;
+            job = await api(`/jobs/${encodeURIComponent(id)}`);
+            if (!stopped) renderJob(job);
+            liveOk();
+          } while (again && !stopped);
+        } catch (error) {
+          if (error instanceof ApiError && error.status === 404) return notFound();
+          throw error;
+        } finally {
+          inFlight = null;
+        }
+      })();
+      return inFlight;
     }
 
     function notFound() {
