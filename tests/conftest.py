@@ -15,7 +15,8 @@ from quart_trio import QuartTrio
 
 
 @asynccontextmanager
-async def serving(app: QuartTrio, *, graceful_timeout: float = 5.0) -> AsyncIterator[str]:
+async def serving(app: QuartTrio, *, graceful_timeout: float = 5.0,
+                  root_path: str = "") -> AsyncIterator[str]:
     """Serve ``app`` with Hypercorn's trio worker on 127.0.0.1:<free port>; yield its URL.
 
     Leaving the block shuts the server down the way a signal would (graceful), which runs
@@ -24,6 +25,7 @@ async def serving(app: QuartTrio, *, graceful_timeout: float = 5.0) -> AsyncIter
     config = Config()
     config.bind = ["127.0.0.1:0"]
     config.graceful_timeout = graceful_timeout
+    config.root_path = root_path  # the app mounted below a path, as behind a proxy
     config.accesslog = None
     config.errorlog = None
     shutdown = trio.Event()

@@ -7,13 +7,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import httpx
 import pytest
 from quart import Response
 from quart_trio import QuartTrio
 
 from asyncendpoints_trio import AsyncEndpoints, ConfigurationError, EndpointsConfig, MemoryStore
 
-from .conftest import client_for
+from .conftest import client_for, serving
 
 TOKEN = "s3cret"
 ASSETS = {"app.js": "text/javascript", "app.css": "text/css", "icon.svg": "image/svg+xml"}
@@ -104,6 +105,17 @@ async def test_the_hook_guards_the_page_and_every_asset() -> None:
         # The same hook guards the API the page calls.
         assert (await client.get("/ops/stats")).status_code == 401
         assert (await client.get("/ops/stats", headers=AUTH)).status_code == 200
+
+
+async def test_under_a_root_path_the_page_points_below_it() -> None:
+    # An app mounted at /svc (Hypercorn's root_path, as behind a path-routing proxy).
+    async with serving(make_app(), root_path="/svc") as url, \
+            httpx.AsyncClient(base_url=url) as client:
+        page = await client.get("/svc/ops/board", headers=AUTH)
+        script = await client.get("/svc/ops/board/app.js", headers=AUTH)
+    assert page.status_code == 200 and 'data-api="/svc/ops"' in page.text
+    assert '<script src="/svc/ops/board/app.js" defer></script>' in page.text
+    assert script.status_code == 200
 
 
 def assert_locked_down(headers: Any) -> None:

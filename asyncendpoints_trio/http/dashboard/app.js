@@ -16,6 +16,8 @@
   const main = document.getElementById("main");
   const alertBox = document.getElementById("alert");
   const liveState = document.getElementById("live-state");
+  const liveNews = document.getElementById("live-news");
+  let liveKind = "";
   let view = null; // the current view: { stop(), wake() }
   let locked = false; // the API refused us (401/403): nothing more to fetch
   let firstRoute = true;
@@ -136,6 +138,16 @@
     return body;
   }
 
+  // The header says how fresh the page is; a screen reader hears only when that changes
+  // in kind (live, paused, trouble, stopped), not the time of every refresh.
+  function setLive(kind, text) {
+    setText(liveState, text);
+    if (kind !== liveKind) {
+      liveKind = kind;
+      if (kind !== "live" || liveNews.textContent) setText(liveNews, text);
+    }
+  }
+
   function lock(status, problem) {
     // Refused: say so plainly instead of leaving half a page that can never update.
     locked = true;
@@ -149,7 +161,7 @@
       h("p", { text: "Sign in again (or ask for access), then reload this page." }),
     );
     alertBox.hidden = false;
-    setText(liveState, "Stopped: not authorized");
+    setLive("stopped", "Stopped: not authorized");
   }
 
   function problemText(error) {
@@ -158,11 +170,11 @@
 
   function connectionTrouble(error) {
     if (locked) return;
-    setText(liveState, `Connection problem (${problemText(error)}); retrying…`);
+    setLive("trouble", `Connection problem (${problemText(error)}); retrying…`);
   }
 
   function liveOk() {
-    if (!locked) setText(liveState, `Live · updated ${new Date().toLocaleTimeString()}`);
+    if (!locked) setLive("live", `Live · updated ${new Date().toLocaleTimeString()}`);
   }
 
   // Runs `work` now and every POLL_MS while the tab is visible; a hidden tab costs nothing.
@@ -180,7 +192,7 @@
         return;
       }
       if (document.hidden) {
-        setText(liveState, "Paused while this tab is hidden");
+        setLive("paused", "Paused while this tab is hidden");
         return; // the visibilitychange handler wakes us
       }
       busy = true;
