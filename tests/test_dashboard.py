@@ -255,6 +255,70 @@ async def test_without_an_event_stream_the_job_page_polls(browser_factory: Any) 
         await browser.wait(STATUS_IS, "Completed")
 
 
+ROWS = "return document.querySelectorAll('#jobs tbody tr[data-job]').length"
+
+
+async def test_the_job_list_filters_pages_and_finds_by_id(browser_factory: Any) -> None:
+    async with site(concurrency=4) as s:
+        done = [await s.submit("Quick") for _ in range(27)]
+        s.gates.failing.add("f")
+        failed = await s.submit("Flaky", "f")
+        for job_id in [*done, failed]:
+            await s.until(job_id, "Completed", "Failed")
+        browser = await signed_in(browser_factory, s, "#/jobs")
+        await browser.wait(f"{ROWS} === 25")  # a page of 25, newest first
+        assert await browser.js("return document.querySelector('#jobs tbody tr').dataset.job"
+                                ) == failed
+        await browser.click("#next")
+        await browser.wait(f"{ROWS} === 3")
+        assert await browser.js(TEXT, "page-no") == "Page 2"
+        assert await browser.js("return document.getElementById('next').disabled")
+        await browser.click("#prev")
+        await browser.wait(f"{ROWS} === 25")
+
+        await browser.js("document.getElementById('f-status').value = 'Failed'")
+        await browser.click("#filters button[type=submit]")
+        await browser.wait(f"{ROWS} === 1")
+        assert await browser.js("return location.hash") == "#/jobs?status=Failed"
+        await browser.js("location.hash = '#/jobs?name=Quick'")  # a deep link
+        await browser.wait(f"{ROWS} === 25")
+        assert await browser.js("return document.getElementById('f-name').value") == "Quick"
+
+        await browser.js("document.getElementById('find-id').value = 'not-an-id'")
+        await browser.click("#find button[type=submit]")
+        assert "UUID" in await browser.wait(
+            "return document.getElementById('find-error').textContent")
+        await browser.js("document.getElementById('find-id').value = arguments[0]",
+                         failed.upper())
+        await browser.click("#find button[type=submit]")
+        await browser.wait(STATUS_IS, "Failed")
+        assert await browser.js("return location.hash") == f"#/jobs/{failed}"
+        assert await browser.console_errors() == []
+
+
+async def test_a_hidden_tab_pauses_the_polling(browser_factory: Any) -> None:
+    async with site() as s:
+        browser = await signed_in(browser_factory, s)
+        await browser.wait("return document.getElementById('live-state').textContent"
+                           ".startsWith('Live')")
+        # Headless Chromium's tab is never hidden: the page is told it is, as a browser
+        # tells it when the user switches tabs.
+        set_hidden = """
+            Object.defineProperty(document, 'hidden', {value: arguments[0],
+                                                       configurable: true});
+            document.dispatchEvent(new Event('visibilitychange'));"""
+        await browser.js(set_hidden, True)
+        await browser.wait("return document.getElementById('live-state').textContent"
+                           " === 'Paused while this tab is hidden'")
+        assert await browser.js(TEXT, "live-news") == "Paused while this tab is hidden"
+        s.gates.failing.add("h")
+        await s.until(await s.submit("Flaky", "h"), "Failed")
+        await browser.js(set_hidden, False)  # shown again: it catches up at once
+        await browser.wait("""return document.querySelector(
+            '#counts [data-status="Failed"] dd').textContent === '1'""")
+        assert (await browser.js(TEXT, "live-state")).startswith("Live")
+
+
 async def test_cancel_on_a_running_job_ends_it_canceled(browser_factory: Any) -> None:
     async with site() as s:
         job_id = await s.submit("Hold", "forever")
