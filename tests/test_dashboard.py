@@ -27,6 +27,7 @@ from asyncendpoints_trio import (
     MemoryStore,
     RetryPolicy,
 )
+from asyncendpoints_trio.stores._protocol import JobStore
 
 from ._browser import Browser, browser_factory
 from .conftest import client_for
@@ -63,12 +64,11 @@ class Gates:
         return self.gates.setdefault(key, trio.Event())
 
 
-def make_app(gates: Gates, *, concurrency: int = 1, streams: bool = True
-             ) -> tuple[QuartTrio, MemoryStore]:
+def make_app(gates: Gates, store: JobStore, *, concurrency: int = 1, streams: bool = True
+             ) -> QuartTrio:
     """``streams=False``: the hook refuses event streams, as a proxy that cannot pass them
     on would break them."""
     app = QuartTrio(__name__)
-    store = MemoryStore()
     config = EndpointsConfig(shutdown_grace=1, heartbeat_interval=0.05, concurrency=concurrency,
                              prefetch=0, expose_stack_traces=True)
     endpoints = AsyncEndpoints(app, config=config, store=store)
@@ -103,14 +103,14 @@ def make_app(gates: Gates, *, concurrency: int = 1, streams: bool = True
 
     endpoints.map_admin("/admin", authorize=authorize)
     endpoints.map_dashboard("/admin/ui", poll_interval=POLL)
-    return app, store
+    return app
 
 
 @dataclass
 class Site:
     client: httpx.AsyncClient
     gates: Gates
-    store: MemoryStore
+    store: JobStore
 
     async def submit(self, name: str, key: str = "") -> str:
         answer = await self.client.post(f"/{name.lower()}", json={"key": key})
@@ -144,10 +144,21 @@ class Site:
         return f"{self.client.base_url}/admin/ui"
 
 
+StoreFactory = Callable[[], JobStore]
+
+
+@pytest.fixture
+def make_store() -> StoreFactory:
+    """The memory store here; tests/redis/test_redis_dashboard.py runs some of these
+    tests again on Redis."""
+    return MemoryStore
+
+
 @asynccontextmanager
-async def site(**options: Any) -> AsyncIterator[Site]:
+async def site(make_store: StoreFactory, **options: Any) -> AsyncIterator[Site]:
     gates = Gates()
-    app, store = make_app(gates, **options)
+    store = make_store()
+    app = make_app(gates, store, **options)
     try:
         async with client_for(app) as client:
             yield Site(client, gates, store)
@@ -172,8 +183,9 @@ TEXT = "return (document.getElementById(arguments[0]) || {}).textContent || ''"
 STATUS_IS = "return document.getElementById('job-status')?.dataset.status === arguments[0]"
 
 
-async def test_overview_counts_match_the_store_and_follow_it_live(browser_factory: Any) -> None:
-    async with site() as s:
+async def test_overview_counts_match_the_store_and_follow_it_live(browser_factory: Any,
+                                                                  make_store: StoreFactory) -> None:
+    async with site(make_store) as s:
         for _ in range(3):
             await s.until(await s.submit("Quick"), "Completed")
         s.gates.failing.add("f")
@@ -217,9 +229,9 @@ async def test_overview_counts_match_the_store_and_follow_it_live(browser_factor
         assert await browser.console_errors() == []  # no CSP refusal, no script error
 
 
-async def test_a_job_page_follows_its_job_from_queued_to_completed(browser_factory: Any
-                                                                   ) -> None:
-    async with site() as s:
+async def test_a_job_page_follows_its_job_from_queued_to_completed(
+        browser_factory: Any, make_store: StoreFactory) -> None:
+    async with site(make_store) as s:
         blocker = await s.submit("Hold", "first")
         await s.until(blocker, "InProgress")
         job_id = await s.submit("Hold", "second")
@@ -241,8 +253,9 @@ async def test_a_job_page_follows_its_job_from_queued_to_completed(browser_facto
         assert await browser.console_errors() == []
 
 
-async def test_without_an_event_stream_the_job_page_polls(browser_factory: Any) -> None:
-    async with site(streams=False) as s:
+async def test_without_an_event_stream_the_job_page_polls(browser_factory: Any,
+                                                          make_store: StoreFactory) -> None:
+    async with site(make_store, streams=False) as s:
         blocker = await s.submit("Hold", "first")
         await s.until(blocker, "InProgress")
         job_id = await s.submit("Quick")
@@ -258,8 +271,9 @@ async def test_without_an_event_stream_the_job_page_polls(browser_factory: Any) 
 ROWS = "return document.querySelectorAll('#jobs tbody tr[data-job]').length"
 
 
-async def test_the_job_list_filters_pages_and_finds_by_id(browser_factory: Any) -> None:
-    async with site(concurrency=4) as s:
+async def test_the_job_list_filters_pages_and_finds_by_id(browser_factory: Any,
+                                                          make_store: StoreFactory) -> None:
+    async with site(make_store, concurrency=4) as s:
         done = [await s.submit("Quick") for _ in range(27)]
         s.gates.failing.add("f")
         failed = await s.submit("Flaky", "f")
@@ -296,8 +310,9 @@ async def test_the_job_list_filters_pages_and_finds_by_id(browser_factory: Any) 
         assert await browser.console_errors() == []
 
 
-async def test_a_hidden_tab_pauses_the_polling(browser_factory: Any) -> None:
-    async with site() as s:
+async def test_a_hidden_tab_pauses_the_polling(browser_factory: Any,
+                                               make_store: StoreFactory) -> None:
+    async with site(make_store) as s:
         browser = await signed_in(browser_factory, s)
         await browser.wait("return document.getElementById('live-state').textContent"
                            ".startsWith('Live')")
@@ -319,8 +334,9 @@ async def test_a_hidden_tab_pauses_the_polling(browser_factory: Any) -> None:
         assert (await browser.js(TEXT, "live-state")).startswith("Live")
 
 
-async def test_cancel_on_a_running_job_ends_it_canceled(browser_factory: Any) -> None:
-    async with site() as s:
+async def test_cancel_on_a_running_job_ends_it_canceled(browser_factory: Any,
+                                                        make_store: StoreFactory) -> None:
+    async with site(make_store) as s:
         job_id = await s.submit("Hold", "forever")
         await s.until(job_id, "InProgress")
         browser = await signed_in(browser_factory, s, f"#/jobs/{job_id}")
@@ -342,8 +358,9 @@ async def test_cancel_on_a_running_job_ends_it_canceled(browser_factory: Any) ->
         assert await browser.console_errors() == []
 
 
-async def test_retry_on_a_failed_job_brings_it_back(browser_factory: Any) -> None:
-    async with site() as s:
+async def test_retry_on_a_failed_job_brings_it_back(browser_factory: Any,
+                                                    make_store: StoreFactory) -> None:
+    async with site(make_store) as s:
         s.gates.failing.add("once")
         job_id = await s.submit("Flaky", "once")
         await s.until(job_id, "Failed")
@@ -372,8 +389,9 @@ async def test_retry_on_a_failed_job_brings_it_back(browser_factory: Any) -> Non
         assert await browser.console_errors() == []
 
 
-async def test_the_hook_locks_the_page_and_the_api_out(browser_factory: Any) -> None:
-    async with site() as s:
+async def test_the_hook_locks_the_page_and_the_api_out(browser_factory: Any,
+                                                       make_store: StoreFactory) -> None:
+    async with site(make_store) as s:
         browser = await trio.to_thread.run_sync(browser_factory)
         await browser.get(s.url)
         # The hook's 401 instead of the page: no dashboard, no script, no data.
@@ -399,8 +417,9 @@ async def test_the_hook_locks_the_page_and_the_api_out(browser_factory: Any) -> 
 NO_SIDEWAYS_SCROLL = """return [document.documentElement.scrollWidth, window.innerWidth]"""
 
 
-async def test_a_narrow_screen_needs_no_sideways_scrolling(browser_factory: Any) -> None:
-    async with site() as s:
+async def test_a_narrow_screen_needs_no_sideways_scrolling(browser_factory: Any,
+                                                           make_store: StoreFactory) -> None:
+    async with site(make_store) as s:
         s.gates.failing.add("n")
         failed = await s.submit("Flaky", "n")
         await s.until(failed, "Failed")
@@ -419,11 +438,12 @@ async def test_a_narrow_screen_needs_no_sideways_scrolling(browser_factory: Any)
             assert viewport == 375 and width <= viewport, (view, width)
 
 
-async def test_the_keyboard_reaches_filters_and_buttons(browser_factory: Any) -> None:
+async def test_the_keyboard_reaches_filters_and_buttons(browser_factory: Any,
+                                                        make_store: StoreFactory) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
 
-    async with site() as s:
+    async with site(make_store) as s:
         job_id = await s.submit("Hold", "k")
         await s.until(job_id, "InProgress")
         browser = await signed_in(browser_factory, s, "#/jobs")
@@ -494,8 +514,9 @@ return worst.slice(0, 3);
 """
 
 
-async def test_text_contrast_is_at_least_4_5_to_1(browser_factory: Any) -> None:
-    async with site(concurrency=2) as s:
+async def test_text_contrast_is_at_least_4_5_to_1(browser_factory: Any,
+                                                  make_store: StoreFactory) -> None:
+    async with site(make_store, concurrency=2) as s:
         # One job in each status but Scheduled, so that every badge is measured.
         await s.until(await s.submit("Hold", "c1"), "InProgress")
         s.gates.failing.add("x")
