@@ -5,6 +5,7 @@ security headers, the admin hook in front of every one, and the setup errors.
 from __future__ import annotations
 
 import re
+from importlib import resources
 from typing import Any
 
 import httpx
@@ -17,7 +18,10 @@ from asyncendpoints_trio import AsyncEndpoints, ConfigurationError, EndpointsCon
 from .conftest import client_for, serving
 
 TOKEN = "s3cret"
-ASSETS = {"app.js": "text/javascript", "app.css": "text/css", "icon.svg": "image/svg+xml"}
+ASSETS = {"app.js": "text/javascript", "dom.js": "text/javascript", "api.js": "text/javascript",
+          "overview.js": "text/javascript", "jobs.js": "text/javascript",
+          "job.js": "text/javascript", "job_parts.js": "text/javascript",
+          "app.css": "text/css", "icon.svg": "image/svg+xml"}
 
 
 def bearer_or_cookie(request: Any) -> bool | Response:
@@ -58,7 +62,7 @@ async def test_the_page_names_its_assets_and_the_admin_api() -> None:
             assert_locked_down(page.headers)
             # Where the API is comes from the server, never hard-coded in the script.
             assert 'data-api="/ops"' in page.text and 'data-poll="0.5"' in page.text
-            assert '<script src="/ops/board/app.js" defer></script>' in page.text
+            assert '<script type="module" src="/ops/board/app.js"></script>' in page.text
             assert '<link rel="stylesheet" href="/ops/board/app.css">' in page.text
             # No inline script (the CSP would refuse it anyway) and nothing from elsewhere.
             assert re.findall(r"<script(?![^>]*\bsrc=)", page.text) == []
@@ -78,6 +82,11 @@ async def test_assets_come_with_their_types_and_a_validator() -> None:
             again = await client.get(f"/ops/board/{name}",
                                      headers={**AUTH, "If-None-Match": etag})
             assert again.status_code == 304 and again.content == b""
+            # Each module's imports are files served here too.
+            for target in re.findall(r'from "\./([\w.]+)"', answer.text):
+                assert target in ASSETS, (name, target)
+        package = resources.files("asyncendpoints_trio.http") / "dashboard"
+        assert {f.name for f in package.iterdir()} - {"index.html"} == set(ASSETS)
         missing = await client.get("/ops/board/nope.js", headers=AUTH)
         assert missing.status_code == 404
         assert missing.headers["content-type"] == "application/problem+json"
@@ -114,7 +123,7 @@ async def test_under_a_root_path_the_page_points_below_it() -> None:
         page = await client.get("/svc/ops/board", headers=AUTH)
         script = await client.get("/svc/ops/board/app.js", headers=AUTH)
     assert page.status_code == 200 and 'data-api="/svc/ops"' in page.text
-    assert '<script src="/svc/ops/board/app.js" defer></script>' in page.text
+    assert '<script type="module" src="/svc/ops/board/app.js"></script>' in page.text
     assert script.status_code == 200
 
 

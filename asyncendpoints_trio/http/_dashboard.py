@@ -18,6 +18,8 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import PurePosixPath
 
 from quart import Quart, Response, request
 
@@ -34,11 +36,13 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
+# Every file in dashboard/ but the page itself is served as it is, typed by its suffix.
 ASSET_TYPES = {
-    "app.js": "text/javascript; charset=utf-8",
-    "app.css": "text/css; charset=utf-8",
-    "icon.svg": "image/svg+xml",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
 }
+PAGE = "index.html"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +52,19 @@ class Asset:
     etag: str
 
 
-def _read(name: str) -> bytes:
-    return (resources.files(__package__) / "dashboard" / name).read_bytes()
+def _files() -> Traversable:
+    return resources.files(__package__) / "dashboard"
 
 
 def load_assets() -> dict[str, Asset]:
     assets = {}
-    for name, content_type in ASSET_TYPES.items():
-        body = _read(name)
-        assets[name] = Asset(body, content_type, '"' + hashlib.sha256(body).hexdigest()[:20] + '"')
+    for file in _files().iterdir():
+        content_type = ASSET_TYPES.get(PurePosixPath(file.name).suffix)
+        if content_type is None or not file.is_file():
+            continue
+        body = file.read_bytes()
+        etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+        assets[file.name] = Asset(body, content_type, etag)
     return assets
 
 
@@ -78,7 +86,7 @@ def mount_dashboard(app: Quart, rule: str, *, admin: AdminOptions, poll_interval
     poll = check_poll_interval(poll_interval)
     base = rule.rstrip("/")
     api = admin.prefix
-    template = _read("index.html").decode()
+    template = (_files() / PAGE).read_text(encoding="utf-8")
     assets = load_assets()
 
     async def page_view() -> Response:

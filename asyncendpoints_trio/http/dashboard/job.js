@@ -1,0 +1,174 @@
+// One job: follows it through the admin job route's event stream (polling if the
+// stream is refused or keeps failing), with Cancel and Retry behind a confirmation.
+
+import { API, ApiError, api, connectionTrouble, liveOk, poller, problemText, state }
+  from "./api.js";
+import { $, TERMINAL, fromTemplate, label, main, setText } from "./dom.js";
+import { renderJob } from "./job_parts.js";
+
+export function jobView(id) {
+  fromTemplate("t-job");
+  setText($("job-id"), id);
+  let job = null; // the admin detail JSON, with the stream's newer public fields merged in
+  let source = null;
+  let polling = null;
+  let stopped = false;
+  let streamErrors = 0;
+
+  // One fetch at a time; a call during one makes it go again once it is done, so an
+  // answer read before the latest event never has the last word.
+  let inFlight = null;
+  let again = false;
+  function refetch() {
+    if (stopped) return Promise.resolve();
+    if (inFlight) {
+      again = true;
+      return inFlight;
+    }
+    inFlight = (async () => {
+      try {
+        do {
+          again = false;
+          job = await api(`/jobs/${encodeURIComponent(id)}`);
+          if (!stopped) renderJob(job);
+          liveOk();
+        } while (again && !stopped);
+      } catch (error) {
+        if (error instanceof ApiError && error.status === 404) return notFound();
+        throw error;
+      } finally {
+        inFlight = null;
+      }
+    })();
+    return inFlight;
+  }
+
+  function notFound() {
+    stop();
+    main.querySelectorAll("section, .actions").forEach((node) => node.remove());
+    setText($("job-status"), "not found");
+    setText($("job-stream"), `No job ${id} (unknown, or removed after its retention).`);
+  }
+
+  function openStream() {
+    if (stopped || state.locked || polling || typeof EventSource === "undefined") {
+      if (!polling) startPolling();
+      return;
+    }
+    if (source) source.close();
+    source = new EventSource(`${API}/jobs/${encodeURIComponent(id)}`);
+    setText($("job-stream"), "(live)");
+    const onEvent = (event) => {
+      streamErrors = 0;
+      const publicJob = JSON.parse(event.data);
+      job = { ...(job || {}), ...publicJob, admin: job && job.admin };
+      renderJob(job);
+      liveOk();
+      // The stream carries the public job; the admin part (attempts, audit) is fetched
+      // again when the status moves, not on every progress report.
+      if (event.type !== "progress") refetch().catch(connectionTrouble);
+      if (event.type === "terminal") {
+        source.close();
+        source = null;
+        setText($("job-stream"), "(finished)");
+      }
+    };
+    for (const kind of ["status", "progress", "terminal"]) {
+      source.addEventListener(kind, onEvent);
+    }
+    source.onerror = () => {
+      // CLOSED: the server refused the stream (an HTTP error); otherwise the browser
+      // reconnects by itself, and a few failures in a row mean it will not get far.
+      streamErrors += 1;
+      if (source.readyState === EventSource.CLOSED || streamErrors >= 3) {
+        source.close();
+        source = null;
+        startPolling();
+      } else {
+        setText($("job-stream"), "(reconnecting…)");
+      }
+    };
+  }
+
+  function startPolling() {
+    if (polling || stopped) return;
+    setText($("job-stream"), "(polling)");
+    polling = poller(refetch);
+    polling.start();
+  }
+
+  function stop() {
+    stopped = true;
+    if (source) source.close();
+    if (polling) polling.stop();
+  }
+
+  $("cancel").addEventListener("click", () => act("cancel"));
+  $("retry").addEventListener("click", () => act("retry"));
+
+  async function act(action) {
+    const result = $("action-result");
+    if (!job) return;
+    const allowed = action === "retry" ? TERMINAL.has(job.status) && job.status !== "Completed"
+      : !TERMINAL.has(job.status);
+    if (!allowed) {
+      setText(result, action === "retry"
+        ? `Only a Failed or Canceled job can be retried; this one is ${label(job.status)}.`
+        : `This job has ended (${label(job.status)}); there is nothing to cancel.`);
+      return;
+    }
+    const yes = await confirmAction(action, job);
+    if (!yes) {
+      setText(result, action === "retry" ? "Retry not sent." : "Cancel not sent.");
+      return;
+    }
+    setText(result, action === "retry" ? "Sending retry…" : "Sending cancel…");
+    try {
+      if (action === "retry") {
+        job = await api(`/jobs/${encodeURIComponent(id)}/retry`, { method: "POST" });
+        renderJob(job);
+        setText(result, `Retried: the job is ${label(job.status)} again, with a fresh ` +
+          "attempt budget.");
+        openStream(); // the old stream ended with the job; follow the new run
+      } else {
+        const answer = await api(`/jobs/${encodeURIComponent(id)}`, { method: "DELETE" });
+        setText(result, TERMINAL.has(answer.status) ? `Canceled: the job is ` +
+          `${label(answer.status)}.` : "Cancel requested: the job stops at its next chance.");
+        await refetch();
+      }
+    } catch (error) {
+      if (!state.locked) setText(result, `${action === "retry" ? "Retry" : "Cancel"} failed: ` +
+        `${problemText(error)}`);
+    }
+  }
+
+  refetch().then(() => {
+    if (job && !TERMINAL.has(job.status)) openStream();
+    else if (job) setText($("job-stream"), "");
+  }, (error) => {
+    if (!state.locked) {
+      connectionTrouble(error);
+      startPolling();
+    }
+  });
+  return { stop, wake: () => { if (polling) polling.wake(); } };
+}
+
+function confirmAction(action, job) {
+  const dialog = $("confirm");
+  const retry = action === "retry";
+  setText($("confirm-title"), retry ? "Retry this job?" : "Cancel this job?");
+  setText($("confirm-text"), retry
+    ? `Job ${job.name} (${job.id}) is ${label(job.status)}. Retrying queues it again ` +
+      "with a fresh attempt budget."
+    : `Job ${job.name} (${job.id}) is ${label(job.status)}. Canceling stops it; it ends ` +
+      "Canceled.");
+  setText($("confirm-yes"), retry ? "Yes, retry the job" : "Yes, cancel the job");
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "yes"),
+      { once: true });
+    dialog.returnValue = "";
+    dialog.showModal();
+    $("confirm-no").focus(); // the safe choice is the default one
+  });
+}
