@@ -37,15 +37,19 @@ __all__ = ["browser_factory"]  # the fixture, imported to be found
 pytestmark = pytest.mark.slow
 
 TOKEN = "dashboard-test-token"
+VIEWER = "read-only-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 POLL = 0.2  # the page's refresh interval here, seconds
 
 
 def token_or_cookie(request: Any) -> bool | Response:
     """As docs/pages/dashboard.md: the page, its fetches and its event stream come with the
-    cookie and a same-origin ``Sec-Fetch-Site`` (a typed address: ``none``)."""
+    cookie and a same-origin ``Sec-Fetch-Site`` (a typed address: ``none``). A viewer's
+    cookie may look, not act."""
     if request.headers.get("Authorization") == f"Bearer {TOKEN}":
         return True
+    if request.cookies.get("admin_token") == VIEWER:
+        return request.method == "GET"
     if request.cookies.get("admin_token") == TOKEN:
         return request.headers.get("Sec-Fetch-Site") in ("same-origin", "none")
     return Response('{"title": "Unauthorized", "status": 401, "detail": "sign in first"}',
@@ -412,6 +416,29 @@ async def test_the_hook_locks_the_page_and_the_api_out(browser_factory: Any,
             return !a.hidden && a.textContent""")
         assert "Sign-in needed" in alert and "401" in alert and "sign in first" in alert
         assert await browser.js("return document.getElementById('main').children.length") == 0
+
+
+async def test_a_refused_action_is_reported_and_the_page_stays(browser_factory: Any,
+                                                                make_store: StoreFactory) -> None:
+    async with site(make_store) as s:
+        s.gates.failing.add("v")
+        job_id = await s.submit("Flaky", "v")
+        await s.until(job_id, "Failed")
+        browser = await trio.to_thread.run_sync(browser_factory)
+        await browser.get(f"{s.url}/app.css")
+        await browser.run(browser.driver.add_cookie, {"name": "admin_token", "value": VIEWER,
+                                                      "path": "/"})
+        await browser.get(f"{s.url}#/jobs/{job_id}")
+        await browser.wait(STATUS_IS, "Failed")
+        await browser.click("#retry")
+        await browser.wait("return document.getElementById('confirm').open")
+        await browser.click("#confirm-yes")
+        result = await browser.wait(
+            "return document.getElementById('action-result').textContent.includes('403')"
+            " && document.getElementById('action-result').textContent")
+        assert result.startswith("Retry refused (403)"), result
+        assert await browser.js("return document.getElementById('alert').hidden")
+        assert (await s.job(job_id))["status"] == "Failed"
 
 
 NO_SIDEWAYS_SCROLL = """return [document.documentElement.scrollWidth, window.innerWidth]"""

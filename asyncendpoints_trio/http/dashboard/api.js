@@ -37,7 +37,12 @@ export async function api(path, options = {}) {
   }
   const type = response.headers.get("content-type") || "";
   const body = type.includes("json") ? await response.json().catch(() => null) : null;
-  if (response.status === 401 || response.status === 403) lock(response.status, body);
+  // A refused read stops the page; a refused action (a read-only operator's retry) is
+  // only that action's failure, which its caller reports.
+  const reading = !options.method || options.method === "GET";
+  if (reading && (response.status === 401 || response.status === 403)) {
+    lock(response.status, body);
+  }
   if (!response.ok) throw new ApiError(response.status, body);
   return body;
 }

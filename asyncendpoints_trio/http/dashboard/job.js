@@ -137,8 +137,12 @@ export function jobView(id) {
         await refetch();
       }
     } catch (error) {
-      if (!state.locked) setText(result, `${action === "retry" ? "Retry" : "Cancel"} failed: ` +
-        `${problemText(error)}`);
+      const what = action === "retry" ? "Retry" : "Cancel";
+      const refused = error instanceof ApiError && (error.status === 401 || error.status === 403);
+      if (!state.locked) {
+        setText(result, refused ? `${what} refused (${error.status}): ${problemText(error)}`
+          : `${what} failed: ${problemText(error)}`);
+      }
     }
   }
 
