@@ -308,13 +308,12 @@ local function hmget(key, ids) return read_many('HMGET', key, ids) end
 -- (index_flush); a job that moves twice in one script (promoted, then claimed) moves once.
 local CODE = {Queued = 'Q', Scheduled = 'S', InProgress = 'I', Completed = 'C',
               Failed = 'F', Canceled = 'X'}
+local SEP = {}  -- status -> '\0code\0', between a name and the order key in the name set
+for status, code in pairs(CODE) do SEP[status] = '\0' .. code .. '\0' end
 
 local function order_key(cr, id)
+  if #cr == 16 then return cr .. '|' .. id end  -- every time from 2001 to 2286
   return string.rep('0', 16 - #cr) .. cr .. '|' .. id
-end
-
-local function name_member(name, status, key)
-  return name .. '\0' .. CODE[status] .. '\0' .. key
 end
 
 -- The names of jobs (their name set members begin with it). A job stored before the
@@ -330,44 +329,54 @@ local function names_of(ids)
   return names
 end
 
-local MOVES, MOVED = {}, {}
+-- The moves noted so far, in parallel arrays (no table per job: this runs for every job
+-- of every batch); AT: id -> its slot, so a second move of a job updates its first.
+local MV_ID, MV_CR, MV_NAME, MV_FROM, MV_TO, AT = {}, {}, {}, {}, {}, {}
 
--- `from`, `to`: statuses, or nil for a job that is new (submit) or gone (purge).
+-- `from`, `to`: statuses, or false for a job that is new (submit) or gone (purge).
 local function index_move(id, cr, name, from, to)
-  local m = MOVES[id]
-  if m then
-    m.to = to
-  else
-    MOVES[id] = {cr = cr, name = name, from = from, to = to}
-    MOVED[#MOVED + 1] = id
+  local at = AT[id]
+  if at then
+    MV_TO[at] = to or false
+    return
   end
+  at = #MV_ID + 1
+  AT[id] = at
+  MV_ID[at], MV_CR[at], MV_NAME[at], MV_FROM[at], MV_TO[at] = id, cr, name, from or false,
+                                                               to or false
 end
 
 local function index_flush()
   local out, into, name_out, name_in = {}, {}, {}, {}
-  for _, id in ipairs(MOVED) do
-    local m = MOVES[id]
-    if m.from ~= m.to then
-      local key = order_key(m.cr, id)
-      if m.from then
-        out[m.from] = out[m.from] or {}
-        table.insert(out[m.from], key)
-        name_out[#name_out + 1] = name_member(m.name, m.from, key)
+  local n_out, n_in = 0, 0
+  for at = 1, #MV_ID do
+    local from, to = MV_FROM[at], MV_TO[at]
+    if from ~= to then
+      local key = order_key(MV_CR[at], MV_ID[at])
+      local name = MV_NAME[at]
+      if from then
+        local list = out[from]
+        if not list then list = {}; out[from] = list end
+        list[#list + 1] = key
+        n_out = n_out + 1
+        name_out[n_out] = name .. SEP[from] .. key
       end
-      if m.to then
-        into[m.to] = into[m.to] or {}
-        table.insert(into[m.to], 0)
-        table.insert(into[m.to], key)
-        name_in[#name_in + 1] = 0
-        name_in[#name_in + 1] = name_member(m.name, m.to, key)
+      if to then
+        local list = into[to]
+        if not list then list = {}; into[to] = list end
+        list[#list + 1] = 0
+        list[#list + 1] = key
+        name_in[n_in + 1] = 0
+        name_in[n_in + 2] = name .. SEP[to] .. key
+        n_in = n_in + 2
       end
     end
   end
   for status, members in pairs(out) do call_many('ZREM', BY[status], members) end
   for status, entries in pairs(into) do call_many('ZADD', BY[status], entries) end
-  if #name_out > 0 then call_many('ZREM', BY_NAME, name_out) end
-  if #name_in > 0 then call_many('ZADD', BY_NAME, name_in) end
-  MOVES, MOVED = {}, {}
+  if n_out > 0 then call_many('ZREM', BY_NAME, name_out) end
+  if n_in > 0 then call_many('ZADD', BY_NAME, name_in) end
+  MV_ID, MV_CR, MV_NAME, MV_FROM, MV_TO, AT = {}, {}, {}, {}, {}, {}
 end
 
 -- Per-minute counts for the admin stats: kind s (submitted), c (completed), f (failed).
