@@ -86,8 +86,8 @@ function renderJobs(jobs, pageNo, status, name) {
     h("td", { text: job.name }),
     h("td", {}, statusBadge(job.status)),
     h("td", {}, timeNode(job.createdAt)),
-    h("td", {}, timeNode(job.lastUpdatedAt)),
-    h("td", { class: "num", text: `${job.retryCount} / ${job.maxRetries}` })));
+    h("td", { class: "wide-only" }, timeNode(job.lastUpdatedAt)),
+    h("td", { class: "num wide-only", text: `${job.retryCount} / ${job.maxRetries}` })));
   if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: 6, text: "No jobs match." })));
   keepingFocus(table, () => table.tBodies[0].replaceChildren(...rows));
   const filters = [status && `status ${label(status)}`, name && `name “${name}”`]
