@@ -27,7 +27,7 @@ local BY_NAME = KEYS[22]   -- ZSET  'name \0 status code \0 created|id' (scores 
 local NAMES = KEYS[23]     -- HASH  id -> job name (what the name set's members start with)
 local AUDIT = KEYS[24]     -- HASH  id -> operators' retries and cancels, one JSON per line
 local RATES = KEYS[25]     -- HASH  'minute:s|c|f' -> jobs submitted, completed, failed
-local PRESENCE = KEYS[26]  -- HASH  instance id -> expiry_ms|heartbeat_ms|info JSON
+-- KEYS[26], presence: the SET of instance ids, kept by plain commands (_redis_admin.py)
 -- Changes of watched jobs (WATCH) are published here, as the job's id: event streams
 -- follow them. A channel is no key; its name shares the keys' prefix.
 local PREFIX = string.sub(REC, 1, #REC - 3)
