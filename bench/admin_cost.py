@@ -1,5 +1,6 @@
-"""What keeping the admin indexes costs: W1 and W7 of bench/run.py, another checkout (the
-baseline, by default /work/main) against this one, interleaved in one run.
+"""What keeping the admin indexes costs: W1 and W7 of bench/run.py, and the scripts' server
+time per job (S, bench/script_cost.py), another checkout (the baseline, by default
+/work/main) against this one, interleaved in one run.
 
     python bench/admin_cost.py --reps 5
     python bench/admin_cost.py --baseline /path/to/other/checkout --workloads W1
@@ -27,12 +28,23 @@ from _common import RESULT_PREFIX  # noqa: E402
 
 from tests._redis_server import RedisServer  # noqa: E402
 
-SIZES = {"W1": 20000, "W7": 5000}
+SIZES = {"W1": 20000, "W7": 5000, "S": 20000}
 FIGURES = {"W1": ("enqueue_jobs_per_s", "process_jobs_per_s", "commands_per_job"),
-           "W7": ("bytes_per_job", "commands_per_job", "jobs_per_redis_cpu_s")}
+           "W7": ("bytes_per_job", "commands_per_job", "jobs_per_redis_cpu_s"),
+           "S": ("submit_server_us_per_job", "claim_finish_server_us_per_job",
+                 "submit_jobs_per_s", "claim_finish_jobs_per_s")}
 
 
 def run_once(tree: Path, workload: str) -> dict[str, Any]:
+    if workload == "S":  # the scripts' server time (bench/script_cost.py, this tree's copy)
+        argv = [sys.executable, str(ROOT / "bench" / "script_cost.py"), str(tree)]
+        done = subprocess.run(argv, cwd=tree, capture_output=True, text=True, timeout=600,
+                              check=False)
+        lines = [x for x in done.stdout.splitlines() if x.startswith(RESULT_PREFIX)]
+        if done.returncode != 0 or not lines:
+            raise SystemExit(f"{tree} S failed:\n{done.stderr[-2000:]}")
+        found: dict[str, Any] = json.loads(lines[-1][len(RESULT_PREFIX):])
+        return found
     with RedisServer() as server:
         argv = [sys.executable, str(tree / "bench" / "libs" / "ours.py"), workload,
                 "--redis-url", server.url, "--n", str(SIZES[workload]),
@@ -50,7 +62,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline", type=Path, default=Path("/work/main"))
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--workloads", default="W1,W7")
+    parser.add_argument("--workloads", default="W1,W7,S",
+                        help="W1, W7 (bench/run.py's), S (bench/script_cost.py)")
     args = parser.parse_args()
     trees = {"baseline": args.baseline.resolve(), "this": ROOT}
     workloads = args.workloads.split(",")

@@ -24,6 +24,7 @@ from asyncendpoints_trio import (
     RetryPolicy,
 )
 
+from ._sse import open_stream
 from .conftest import client_for
 from .test_http import assert_problem, finished
 
@@ -273,3 +274,25 @@ async def test_openapi_names_the_admin_routes(make_store: StoreFactory) -> None:
         assert "post" in paths["/admin/jobs/{job_id}/retry"]
         assert "401" in paths["/admin/stats"]["get"]["responses"]
         assert "AdminJob" in document["components"]["schemas"]
+
+
+async def test_the_job_page_streams_events_behind_the_hook(make_store: StoreFactory) -> None:
+    async with admin_client(make_store) as (client, _, gates):
+        job = await submit(client, "/ship", 1000)  # held until the gate opens
+        refused = await client.get(f"/admin/jobs/{job['id']}",
+                                   headers={"accept": "text/event-stream"})
+        assert_problem(refused, 401)
+        url = str(client.base_url).rstrip("/") + f"/admin/jobs/{job['id']}"
+        with trio.fail_after(10):
+            async with open_stream(url, AUTH) as stream:
+                assert stream.status == 200
+                assert stream.headers["content-type"].startswith("text/event-stream")
+                first = await stream.next()
+                assert first is not None and first.event == "status"
+                assert first.data["id"] == job["id"]
+                while first.data["status"] != "InProgress":
+                    first = await stream.next()
+                    assert first is not None
+                gates[job["id"]].set()
+                rest = await stream.rest()
+        assert rest[-1].event == "terminal" and rest[-1].data["result"] == 2000

@@ -7,9 +7,13 @@ Two loops:
   waits to be written. Renewal stops only when the lease is lost. The store's answers turn
   into cancellations: a refused renewal means a peer may run the job now, so our handler
   must stop; a cancel request means a user asked for it.
-- **Presence.** Every interval, whether or not it holds leases, the keeper renews this
-  instance's presence record on the store (who it is, how many jobs it holds), which
-  expires one lease TTL after its last renewal: the admin API's list of live instances.
+- **Presence.** Whether or not it holds leases, the keeper renews this instance's presence
+  record on the store (who it is, how many jobs it holds), which expires one lease TTL
+  after its last renewal: the admin API's list of live instances. It renews on the
+  heartbeat's ticks, but only as often as keeps the record alive: every k-th tick, k the
+  most ticks that fit in three quarters of a TTL. So an idle instance pays one store call
+  per ~0.75 TTL for it (on Redis one command), and a killed one leaves the list within a
+  TTL.
 - **The local deadline.** Each lease is known to be valid until the time its last accepted
   renewal was *sent* plus the TTL (the store set its deadline later than that, never
   earlier). A margin before that moment the handler is cancelled as lease-lost, whatever
@@ -70,10 +74,14 @@ class LeaseKeeper(Actor):
     _failing: bool = False
 
     async def run(self) -> None:
+        every = max(1, math.floor(self.lease_ttl * 0.75 / self.interval))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch_deadlines)
+            tick = 0
             while True:
-                await self.announce_once()
+                if tick % every == 0:
+                    await self.announce_once()
+                tick += 1
                 await trio.sleep(self.interval)
                 await self.renew_once()
 

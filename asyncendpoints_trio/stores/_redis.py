@@ -91,8 +91,6 @@ _FLAGS = {
     "inspect": "no-writes,allow-oom",
     "admin_list": "no-writes,allow-oom",
     "admin_stats": "no-writes,allow-oom",
-    "announce": "allow-oom",
-    "instances": "no-writes,allow-oom",
 }
 
 
@@ -399,10 +397,10 @@ class RedisStore:
         return stats
 
     async def announce(self, info: InstanceInfo, ttl: float) -> None:
-        await admin.announce(self._run, info, ttl)
+        await admin.announce(self.client, self.keys, info, ttl)
 
     async def instances(self) -> list[Instance]:
-        return await admin.instances(self._run)
+        return await admin.instances(self.client, self.keys)
 
     async def wait_for_terminal(self, job_id: str, timeout: float) -> Job | None:
         if timeout <= 0:

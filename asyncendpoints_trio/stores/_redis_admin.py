@@ -3,7 +3,7 @@
 ``run(script, args)`` runs one of the store's scripts on one set of ``RedisKeys`` (one hash
 tag). A store of several partitions calls these per partition and merges: pages by their
 order keys (``merge_pages``), counts by adding them up. Presence lives in one partition
-(the first) alone.
+(the first) alone, as plain commands: one key per instance, expiring by itself.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from .._job import Job, JobStatus
+from ..redis import RedisAPI
 from ._admin import (
     RATE_BUCKET_SECONDS,
     RATE_BUCKETS,
@@ -27,7 +28,7 @@ from ._admin import (
     QueueStats,
     RateBucket,
 )
-from ._redis_layout import decode_job
+from ._redis_layout import RedisKeys, decode_job
 
 Run = Callable[[str, Sequence[str | bytes | int | float]], Awaitable[Any]]
 MAX_NAMES = 1000  # names the stats report at most
@@ -113,22 +114,49 @@ def merge_stats(parts: Sequence[QueueStats]) -> QueueStats:
     return QueueStats(by_status, {n: by_name[n] for n in sorted(by_name)}, buckets)
 
 
-def _info_json(info: InstanceInfo) -> bytes:
+def _info_json(info: InstanceInfo, ttl_ms: int) -> bytes:
     return orjson.dumps({"host": info.host, "pid": info.pid, "startedAt": info.started_at,
-                         "concurrency": info.concurrency, "jobsHeld": info.jobs_held})
+                         "concurrency": info.concurrency, "jobsHeld": info.jobs_held,
+                         "ttlMs": ttl_ms})
 
 
-async def announce(run: Run, info: InstanceInfo, ttl: float) -> None:
-    await run("announce", [info.id, max(1, round(ttl * 1000)), _info_json(info)])
+async def announce(client: RedisAPI, keys: RedisKeys, info: InstanceInfo, ttl: float) -> None:
+    """One command in the common case: the instance's own key, set with a server-side
+    expiry (``PX``), so that a killed instance's record lapses one TTL after its last
+    renewal on the server's clock. Its id joins the set of instances when the key was
+    missing (a first announcement, or one after a lapse)."""
+    ttl_ms = max(1, round(ttl * 1000))
+    old = await client.execute("SET", keys.presence_of(info.id), _info_json(info, ttl_ms),
+                               "PX", ttl_ms, "GET")
+    if old is None:
+        await client.execute("SADD", keys.presence, info.id)
 
 
-async def instances(run: Run) -> list[Instance]:
-    found = []
-    for raw_id, record in _pairs(await run("instances", [])):
-        expires, beat, text = record.split(b"|", 2)
+async def instances(client: RedisAPI, keys: RedisKeys) -> list[Instance]:
+    """Every instance whose key has not expired; ids whose key is gone leave the set."""
+    ids = [m.decode() for m in await client.execute("SMEMBERS", keys.presence)]
+    if not ids:
+        return []
+    replies = await client.pipeline([("TIME",), *[
+        command for i in ids for command in (("GET", keys.presence_of(i)),
+                                              ("PTTL", keys.presence_of(i)))]])
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    seconds, micros = replies[0]
+    now = int(seconds) + int(micros) / 1_000_000
+    found, gone = [], []
+    for k, instance_id in enumerate(ids):
+        text, left_ms = replies[1 + 2 * k], int(replies[2 + 2 * k])
+        if text is None or left_ms < 0:
+            gone.append(instance_id)
+            continue
         data = orjson.loads(text)
-        info = InstanceInfo(raw_id.decode(), str(data["host"]), int(data["pid"]),
+        info = InstanceInfo(instance_id, str(data["host"]), int(data["pid"]),
                             float(data["startedAt"]), int(data["concurrency"]),
                             int(data["jobsHeld"]))
-        found.append(Instance(info, int(beat) / 1000, int(expires) / 1000))
+        expires = now + left_ms / 1000
+        found.append(Instance(info, expires - int(data["ttlMs"]) / 1000, expires))
+    if gone:
+        await client.execute("SREM", keys.presence, *gone)
     return sorted(found, key=lambda i: i.info.id)

@@ -52,6 +52,11 @@ class RedisKeys:
         """The list an idle instance blocks on for jobs pushed to it (lua/_lib.lua)."""
         return self.rec[:-3] + "inbox:" + owner
 
+    def presence_of(self, instance: str) -> str:
+        """An instance's presence record (``presence`` is the set of their ids); plain
+        commands only, never a script's."""
+        return self.rec[:-3] + "presence:" + instance
+
     @classmethod
     def of(cls, queue: str) -> RedisKeys:
         prefix = f"ae:{{{queue}}}:"

@@ -19,6 +19,7 @@ from ..test_admin_http import (
     test_instances_and_stats,
     test_list_filters_pages_and_refuses_bad_queries,
     test_the_hook_refuses_and_admits_every_route,
+    test_the_job_page_streams_events_behind_the_hook,
     until,
 )
 from .conftest import fast_settings
@@ -26,7 +27,8 @@ from .conftest import fast_settings
 # The HTTP tests again, on Redis (their make_store fixture is this module's).
 __all__ = ["test_detail_retry_and_cancel", "test_instances_and_stats",
            "test_list_filters_pages_and_refuses_bad_queries",
-           "test_the_hook_refuses_and_admits_every_route"]
+           "test_the_hook_refuses_and_admits_every_route",
+           "test_the_job_page_streams_events_behind_the_hook"]
 
 
 @pytest.fixture

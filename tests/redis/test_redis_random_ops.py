@@ -13,7 +13,7 @@ leases expire in real time. After every step the whole key space is read back an
 - every idempotency key points at a job that exists, and the wake list holds at most one;
 - the admin indexes: each job has exactly one member in the set of its status (its
   creation time and id) and one in the name set (its name, status and the same), NAMES
-  holds its name, and no index holds a member of a job that is gone; operators retry
+  holds its name until it ends, and no index holds a member of a job that is gone; operators retry
   Failed and Canceled jobs and cancel with an audit entry, which the job keeps;
 - push dispatch: owners register as idle (for a moment or for long), pop their inboxes
   (or lose a pop, as a cut link does), stop waiting; every inbox entry is a pushed,
@@ -402,8 +402,9 @@ class Driver:
             key = f"{int(created):016d}|{job_id}"
             wanted_status.add((status, key))
             wanted_names.add(f"W\0{_CODE[status]}\0{key}")
-            if now["names"].get(job_id) != "W":
-                self.fail(f"NAMES holds {now['names'].get(job_id)!r} for {job_id}")
+            ended = status in ("Completed", "Failed", "Canceled")
+            if now["names"].get(job_id) != (None if ended else "W"):
+                self.fail(f"NAMES holds {now['names'].get(job_id)!r} for {job_id} ({status})")
         found_status = {(status, key) for status, keys in now["by_status"].items()
                         for key in keys}
         if found_status != wanted_status:

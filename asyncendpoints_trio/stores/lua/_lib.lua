@@ -27,7 +27,7 @@ local BY_NAME = KEYS[22]   -- ZSET  'name \0 status code \0 created|id' (scores 
 local NAMES = KEYS[23]     -- HASH  id -> job name (what the name set's members start with)
 local AUDIT = KEYS[24]     -- HASH  id -> operators' retries and cancels, one JSON per line
 local RATES = KEYS[25]     -- HASH  'minute:s|c|f' -> jobs submitted, completed, failed
-local PRESENCE = KEYS[26]  -- HASH  instance id -> expiry_ms|heartbeat_ms|info JSON
+-- KEYS[26], presence: the SET of instance ids, kept by plain commands (_redis_admin.py)
 -- Changes of watched jobs (WATCH) are published here, as the job's id: event streams
 -- follow them. A channel is no key; its name shares the keys' prefix.
 local PREFIX = string.sub(REC, 1, #REC - 3)
@@ -316,8 +316,9 @@ local function order_key(cr, id)
   return string.rep('0', 16 - #cr) .. cr .. '|' .. id
 end
 
--- The names of jobs (their name set members begin with it). A job stored before the
--- indexes has none in NAMES: its data's first field is its name.
+-- The names of jobs (their name set members begin with it). NAMES has those of the jobs
+-- not ended yet; for the others, and a job stored before the indexes, the first field of
+-- its data is its name.
 local function names_of(ids)
   local names = hmget(NAMES, ids)
   for i, id in ipairs(ids) do
@@ -349,11 +350,21 @@ end
 local function index_flush()
   local out, into, name_out, name_in = {}, {}, {}, {}
   local n_out, n_in = 0, 0
+  local forget, remember = {}, {}
   for at = 1, #MV_ID do
     local from, to = MV_FROM[at], MV_TO[at]
     if from ~= to then
-      local key = order_key(MV_CR[at], MV_ID[at])
+      local id = MV_ID[at]
+      local key = order_key(MV_CR[at], id)
       local name = MV_NAME[at]
+      -- NAMES holds the jobs that still move often: a job that ends (or goes) leaves it,
+      -- and its rare later moves (a purge, a retry) read its name from its data.
+      if not to or TERMINAL[to] then
+        if from and not TERMINAL[from] then forget[#forget + 1] = id end
+      elseif from and TERMINAL[from] then
+        remember[#remember + 1] = id
+        remember[#remember + 1] = name
+      end
       if from then
         local list = out[from]
         if not list then list = {}; out[from] = list end
@@ -376,6 +387,8 @@ local function index_flush()
   for status, entries in pairs(into) do call_many('ZADD', BY[status], entries) end
   if n_out > 0 then call_many('ZREM', BY_NAME, name_out) end
   if n_in > 0 then call_many('ZADD', BY_NAME, name_in) end
+  if #forget > 0 then call_many('HDEL', NAMES, forget) end
+  if #remember > 0 then call_many('HSET', NAMES, remember) end
   MV_ID, MV_CR, MV_NAME, MV_FROM, MV_TO, AT = {}, {}, {}, {}, {}, {}
 end
 
