@@ -69,8 +69,9 @@ class Holds:
 
 def make_app(clock: MovableClock, holds: Holds) -> tuple[QuartTrio, AsyncEndpoints]:
     app = QuartTrio(__name__)
-    config = EndpointsConfig(concurrency=4, prefetch=0, shutdown_grace=0.5, heartbeat_interval=0.2,
-                             expose_stack_traces=True, instance_id="web-1")
+    config = EndpointsConfig(concurrency=4, prefetch=0, shutdown_grace=0.5, lease_ttl=2.0,
+                             heartbeat_interval=0.2, expose_stack_traces=True,
+                             instance_id="web-1")
     endpoints = AsyncEndpoints(app, config=config, store=MemoryStore(wall_clock=clock))
 
     @endpoints.handler("ProcessData", retry=RetryPolicy(max_retries=0))

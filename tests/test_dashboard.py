@@ -73,8 +73,10 @@ def make_app(gates: Gates, store: JobStore, *, concurrency: int = 1, streams: bo
     """``streams=False``: the hook refuses event streams, as a proxy that cannot pass them
     on would break them."""
     app = QuartTrio(__name__)
-    config = EndpointsConfig(shutdown_grace=1, heartbeat_interval=0.05, concurrency=concurrency,
-                             prefetch=0, expose_stack_traces=True)
+    # A short lease: an instance renews its presence (and the load it shows) about every
+    # 3/4 of it.
+    config = EndpointsConfig(shutdown_grace=1, heartbeat_interval=0.05, lease_ttl=1.0,
+                             concurrency=concurrency, prefetch=0, expose_stack_traces=True)
     endpoints = AsyncEndpoints(app, config=config, store=store)
 
     @endpoints.handler("Hold", retry=RetryPolicy(max_retries=0))
@@ -219,8 +221,8 @@ async def test_overview_counts_match_the_store_and_follow_it_live(browser_factor
             return [cell('Quick', 'Completed'), cell('Quick', 'Queued'),
                     cell('Flaky', 'Failed'), cell('Hold', 'InProgress')];""")
         assert by_name == ["3", "1", "1", "1"]
-        assert "1 of 1 slots busy" in await browser.js(
-            "return document.querySelector('#instances tbody').textContent")
+        await browser.wait("return document.querySelector('#instances tbody').textContent"
+                           ".includes('1 of 1 slots busy')")
         assert "failure rate 25.0%" in await browser.js(TEXT, "rate-summary")
         assert await browser.js("return document.querySelectorAll('#chart rect').length") > 0
         await browser.js("window.sameDocument = true")
@@ -356,9 +358,13 @@ async def test_cancel_on_a_running_job_ends_it_canceled(browser_factory: Any,
         assert not await browser.js("return document.getElementById('confirm').open")
         assert await browser.console_errors() == []
         assert (await s.job(job_id))["status"] == "Canceled"
-        result = await browser.js(TEXT, "action-result")
+        # The stream may bring the end before the DELETE's own answer is shown.
+        result = await browser.wait("""const text = document.getElementById('action-result')
+            .textContent; return !text.startsWith('Sending') && text""")
         assert result.startswith(("Canceled", "Cancel requested")), result
-        assert "Cancel requested" in await browser.js(TEXT, "timeline")  # the audit entry
+        # The audit entry, from the admin detail fetched again after the terminal event.
+        await browser.wait("return document.getElementById('timeline').textContent"
+                           ".includes('Cancel requested')")
         assert await browser.console_errors() == []
 
 
@@ -385,7 +391,8 @@ async def test_retry_on_a_failed_job_brings_it_back(browser_factory: Any,
         job = await s.job(job_id)
         assert job["status"] == "Completed" and job["result"] == "worked"
         assert [a["action"] for a in job["admin"]["audit"]] == ["retry"]
-        assert "Retried" in await browser.js(TEXT, "timeline")
+        await browser.wait("return document.getElementById('timeline').textContent"
+                           ".includes('Retried')")
         # Retry is offered only for Failed and Canceled jobs: now it says why not.
         await browser.click("#retry")
         assert "Only a Failed or Canceled job" in await browser.js(TEXT, "action-result")
