@@ -99,7 +99,14 @@ def make_app(gates: Gates, store: JobStore, *, concurrency: int = 1, streams: bo
                 raise ValueError("could not read the input") from cause
         return "worked"
 
-    for name in ("Hold", "Quick", "Flaky"):
+    @endpoints.handler("Echo", retry=RetryPolicy(max_retries=0))
+    async def echo(ctx: AsyncContext[Any]) -> Any:
+        # What clients send comes back in results and error messages, as it does in apps.
+        if ctx.request.get("fail"):
+            raise ValueError(ctx.request["text"])
+        return {"text": ctx.request["text"]}
+
+    for name in ("Hold", "Quick", "Flaky", "Echo"):
         endpoints.map_async_post(name, f"/{name.lower()}")
     endpoints.map_job_details()
     def authorize(request: Any) -> bool | Response:
@@ -446,6 +453,30 @@ async def test_a_refused_action_is_reported_and_the_page_stays(browser_factory: 
         assert result.startswith("Retry refused (403)"), result
         assert await browser.js("return document.getElementById('alert').hidden")
         assert (await s.job(job_id))["status"] == "Failed"
+
+
+MARKUP = "<img src=x onerror=window.pwned=1><script>window.pwned=2</script>"
+
+
+async def test_client_text_is_shown_as_text_never_run(browser_factory: Any,
+                                                     make_store: StoreFactory) -> None:
+    async with site(make_store) as s:
+        failed = await s.client.post("/echo", json={"text": MARKUP, "fail": True})
+        done = await s.client.post("/echo", json={"text": MARKUP})
+        for answer in (failed, done):
+            await s.until(answer.json()["id"], "Completed", "Failed")
+        browser = await signed_in(browser_factory, s, f"#/jobs/{failed.json()['id']}")
+        assert MARKUP in await browser.wait(
+            "return document.querySelector('#error pre') && "
+            "document.getElementById('error').textContent")
+        await browser.js("location.hash = arguments[0]", f"#/jobs/{done.json()['id']}")
+        assert MARKUP in await browser.wait(
+            "return document.getElementById('result').textContent.includes('img') && "
+            "document.getElementById('result').textContent")
+        assert await browser.js("return document.querySelectorAll('main img, main script')"
+                                ".length") == 0
+        assert await browser.js("return window.pwned === undefined")
+        assert await browser.console_errors() == []  # nothing even tried to run
 
 
 NO_SIDEWAYS_SCROLL = """return [document.documentElement.scrollWidth, window.innerWidth]"""
