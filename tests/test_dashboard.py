@@ -407,6 +407,23 @@ async def test_retry_on_a_failed_job_brings_it_back(browser_factory: Any,
         assert await browser.console_errors() == []
 
 
+async def test_an_ended_job_page_sees_a_retry_made_elsewhere(browser_factory: Any,
+                                                            make_store: StoreFactory) -> None:
+    async with site(make_store) as s:
+        s.gates.failing.add("elsewhere")
+        job_id = await s.submit("Flaky", "elsewhere")
+        await s.until(job_id, "Failed")
+        browser = await signed_in(browser_factory, s, f"#/jobs/{job_id}")
+        await browser.wait(STATUS_IS, "Failed")
+        await browser.js("window.sameDocument = true")
+        # Another operator (here: curl's equivalent) retries it.
+        assert (await s.client.post(f"/admin/jobs/{job_id}/retry", headers=AUTH)
+                ).status_code == 200
+        await browser.wait(STATUS_IS, "Completed")
+        assert await browser.js("return window.sameDocument === true")
+        assert await browser.console_errors() == []
+
+
 async def test_the_hook_locks_the_page_and_the_api_out(browser_factory: Any,
                                                        make_store: StoreFactory) -> None:
     async with site(make_store) as s:

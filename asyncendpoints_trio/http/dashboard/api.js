@@ -120,7 +120,12 @@ export function poller(work) {
     if (pending) tick();
     else timer = setTimeout(tick, POLL_MS);
   }
-  return { start: tick, wake: tick, stop: () => { stopped = true; clearTimeout(timer); } };
+  return {
+    start: tick,
+    later: () => { timer = setTimeout(tick, POLL_MS); }, // the caller has just fetched
+    wake: tick,
+    stop: () => { stopped = true; clearTimeout(timer); },
+  };
 }
 
 document.addEventListener("visibilitychange", () => {

@@ -10,8 +10,9 @@ export function jobView(id) {
   fromTemplate("t-job");
   setText($("job-id"), id);
   let job = null; // the admin detail JSON, with the stream's newer public fields merged in
-  let source = null;
-  let polling = null;
+  let source = null; // the event stream, while the job runs
+  let polling = null; // polling instead of the stream, once the stream failed
+  let idle = null; // slow checks of an ended job, which someone may retry elsewhere
   let stopped = false;
   let streamErrors = 0;
 
@@ -50,12 +51,34 @@ export function jobView(id) {
     setText($("job-stream"), `No job ${id} (unknown, or removed after its retention).`);
   }
 
-  function openStream() {
-    if (stopped || state.locked || polling || typeof EventSource === "undefined") {
-      if (!polling) startPolling();
-      return;
+  // Follow the job as its status asks: its event stream while it runs; after its end, a
+  // check every poll interval (an operator elsewhere may retry it). Once the stream has
+  // failed, polling does both.
+  function follow() {
+    if (stopped || state.locked || !job || polling) return;
+    if (TERMINAL.has(job.status)) {
+      closeStream();
+      if (!idle) {
+        idle = poller(async () => {
+          await refetch();
+          follow();
+        });
+        idle.later();
+      }
+    } else {
+      if (idle) idle.stop();
+      idle = null;
+      if (!source) openStream();
     }
+  }
+
+  function closeStream() {
     if (source) source.close();
+    source = null;
+  }
+
+  function openStream() {
+    if (typeof EventSource === "undefined") return startPolling();
     source = new EventSource(`${API}/jobs/${encodeURIComponent(id)}`);
     setText($("job-stream"), "(live)");
     const onEvent = (event) => {
@@ -64,14 +87,13 @@ export function jobView(id) {
       job = { ...(job || {}), ...publicJob, admin: job && job.admin };
       renderJob(job);
       liveOk();
+      if (event.type === "terminal") {
+        closeStream(); // the server ends the stream; no reconnect
+        setText($("job-stream"), "");
+      }
       // The stream carries the public job; the admin part (attempts, audit) is fetched
       // again when the status moves, not on every progress report.
-      if (event.type !== "progress") refetch().catch(connectionTrouble);
-      if (event.type === "terminal") {
-        source.close();
-        source = null;
-        setText($("job-stream"), "(finished)");
-      }
+      if (event.type !== "progress") refetch().then(follow, connectionTrouble);
     };
     for (const kind of ["status", "progress", "terminal"]) {
       source.addEventListener(kind, onEvent);
@@ -81,8 +103,7 @@ export function jobView(id) {
       // reconnects by itself, and a few failures in a row mean it will not get far.
       streamErrors += 1;
       if (source.readyState === EventSource.CLOSED || streamErrors >= 3) {
-        source.close();
-        source = null;
+        closeStream();
         startPolling();
       } else {
         setText($("job-stream"), "(reconnecting…)");
@@ -92,6 +113,8 @@ export function jobView(id) {
 
   function startPolling() {
     if (polling || stopped) return;
+    if (idle) idle.stop();
+    idle = null;
     setText($("job-stream"), "(polling)");
     polling = poller(refetch);
     polling.start();
@@ -99,8 +122,9 @@ export function jobView(id) {
 
   function stop() {
     stopped = true;
-    if (source) source.close();
+    closeStream();
     if (polling) polling.stop();
+    if (idle) idle.stop();
   }
 
   $("cancel").addEventListener("click", () => act("cancel"));
@@ -129,12 +153,13 @@ export function jobView(id) {
         renderJob(job);
         setText(result, `Retried: the job is ${label(job.status)} again, with a fresh ` +
           "attempt budget.");
-        openStream(); // the old stream ended with the job; follow the new run
+        follow(); // the old stream ended with the job; follow the new run
       } else {
         const answer = await api(`/jobs/${encodeURIComponent(id)}`, { method: "DELETE" });
         setText(result, TERMINAL.has(answer.status) ? `Canceled: the job is ` +
           `${label(answer.status)}.` : "Cancel requested: the job stops at its next chance.");
         await refetch();
+        follow();
       }
     } catch (error) {
       const what = action === "retry" ? "Retry" : "Cancel";
@@ -146,16 +171,13 @@ export function jobView(id) {
     }
   }
 
-  refetch().then(() => {
-    if (job && !TERMINAL.has(job.status)) openStream();
-    else if (job) setText($("job-stream"), "");
-  }, (error) => {
+  refetch().then(follow, (error) => {
     if (!state.locked) {
       connectionTrouble(error);
       startPolling();
     }
   });
-  return { stop, wake: () => { if (polling) polling.wake(); } };
+  return { stop, wake: () => (polling || idle)?.wake() };
 }
 
 function confirmAction(action, job) {
