@@ -148,7 +148,8 @@ def test_the_dashboard_needs_the_admin_api_first() -> None:
 
 
 @pytest.mark.parametrize(("rule", "options"), [
-    ("/ops/<name>", {}), ("ops", {}), ("/ops/board", {"poll_interval": 0}),
+    ("/ops/<name>", {}), ("ops", {}), ("/", {}), ("/ops", {}), ("/ops/", {}),
+    ("/ops/board", {"poll_interval": 0}),
     ("/ops/board", {"poll_interval": float("nan")}), ("/ops/board", {"poll_interval": True}),
 ])
 def test_bad_dashboard_options_fail_at_setup(rule: str, options: dict[str, Any]) -> None:
@@ -156,3 +157,11 @@ def test_bad_dashboard_options_fail_at_setup(rule: str, options: dict[str, Any])
     endpoints.map_admin("/ops", authorize=bearer_or_cookie)
     with pytest.raises(ConfigurationError):
         endpoints.map_dashboard(rule, **options)
+
+
+def test_one_dashboard_per_app() -> None:
+    endpoints = AsyncEndpoints(QuartTrio(__name__), store=MemoryStore())
+    endpoints.map_admin("/ops", authorize=bearer_or_cookie)
+    endpoints.map_dashboard("/ops/board")
+    with pytest.raises(ConfigurationError, match="already"):
+        endpoints.map_dashboard("/ops/other")

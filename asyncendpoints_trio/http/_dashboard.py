@@ -80,11 +80,14 @@ def mount_dashboard(app: Quart, rule: str, *, admin: AdminOptions, poll_interval
                     endpoint: str) -> list[str]:
     """Add the page (at ``rule`` and ``rule/``) and its assets (``rule/<name>``) to
     ``app``; returns the rules added."""
-    if not rule.startswith("/") or "<" in rule:
-        raise ConfigurationError(f"the dashboard rule must be a fixed path starting with "
-                                 f"'/', not {rule!r}")
-    poll = check_poll_interval(poll_interval)
     base = rule.rstrip("/")
+    if not rule.startswith("/") or "<" in rule or not base or base == admin.prefix:
+        # "/" would put its files over the whole app; the admin prefix, over the API's.
+        raise ConfigurationError(f"the dashboard rule must be a fixed path starting with "
+                                 f"'/', other than '/' and the admin prefix, not {rule!r}")
+    if endpoint in app.view_functions:
+        raise ConfigurationError("map_dashboard was called already")
+    poll = check_poll_interval(poll_interval)
     api = admin.prefix
     template = (_files() / PAGE).read_text(encoding="utf-8")
     assets = load_assets()
@@ -114,11 +117,7 @@ def mount_dashboard(app: Quart, rule: str, *, admin: AdminOptions, poll_interval
         return Response(asset.body, content_type=asset.content_type, headers=headers)
 
     view: Callable[[], Awaitable[Response]] = page_view
-    app.add_url_rule(base or "/", endpoint, view, methods=["GET"])
-    rules = [base or "/"]
-    if base:
-        app.add_url_rule(base + "/", endpoint + "_slash", view, methods=["GET"])
-        rules.append(base + "/")
+    app.add_url_rule(base, endpoint, view, methods=["GET"])
+    app.add_url_rule(base + "/", endpoint + "_slash", view, methods=["GET"])
     app.add_url_rule(base + "/<path:name>", endpoint + "_asset", asset_view, methods=["GET"])
-    rules.append(base + "/<path:name>")
-    return rules
+    return [base, base + "/", base + "/<path:name>"]
