@@ -256,6 +256,9 @@ async def test_a_job_page_follows_its_job_from_queued_to_completed(
         s.gates.gate("first").set()
         await browser.wait(STATUS_IS, "InProgress")
         await browser.wait("return document.getElementById('progress-bar')?.value === 25")
+        # The running attempt is shown as such.
+        await browser.wait("return document.querySelector('#attempts tbody').textContent"
+                           ".includes('running')")
         s.gates.gate("second").set()
         await browser.wait(STATUS_IS, "Completed")
         assert await browser.js("return window.sameDocument === true")

@@ -44,10 +44,19 @@ function renderProgress(progress, status) {
   box.replaceChildren(...nodes);
 }
 
+// The attempts that ended (the admin detail's history) and the one running now.
+function attemptsOf(job) {
+  const ended = (job.admin && job.admin.attempts) || [];
+  if (job.status !== "InProgress" || !job.startedAt ||
+    ended.some((a) => a.startedAt === job.startedAt)) return ended;
+  const number = ended.length ? ended[ended.length - 1].number + 1 : (job.retryCount || 0) + 1;
+  return [...ended, { number, startedAt: job.startedAt, endedAt: null, outcome: null }];
+}
+
 function renderTimeline(job) {
   const admin = job.admin || {};
   const events = [{ at: job.createdAt, text: "Submitted" }];
-  for (const attempt of admin.attempts || []) {
+  for (const attempt of attemptsOf(job)) {
     events.push({ at: attempt.startedAt, text: `Attempt ${attempt.number} started` });
     if (attempt.endedAt) {
       events.push({ at: attempt.endedAt, text: `Attempt ${attempt.number} ended: ` +
@@ -70,7 +79,7 @@ function renderTimeline(job) {
 }
 
 function renderAttempts(job) {
-  const attempts = (job.admin && job.admin.attempts) || [];
+  const attempts = attemptsOf(job);
   const rows = attempts.map((a) => h("tr", {},
     h("th", { scope: "row", text: String(a.number) }),
     h("td", {}, timeNode(a.startedAt)), h("td", {}, timeNode(a.endedAt)),
