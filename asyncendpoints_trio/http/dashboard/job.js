@@ -92,8 +92,10 @@ export function jobView(id) {
         setText($("job-stream"), "");
       }
       // The stream carries the public job; the admin part (attempts, audit) is fetched
-      // again when the status moves, not on every progress report.
+      // again when the status moves, not on every progress report. A fetch already on
+      // its way may have read the job before this event: it goes again.
       if (event.type !== "progress") refetch().then(follow, connectionTrouble);
+      else if (inFlight) again = true;
     };
     for (const kind of ["status", "progress", "terminal"]) {
       source.addEventListener(kind, onEvent);
