@@ -154,9 +154,11 @@ def overrides_of(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "no_workers", False):
         found["run_workers"] = False
     if args.redis_url:
-        from .redis import parse_url
+        from .redis import open_client
 
-        parse_url(args.redis_url)  # a bad URL is an error now, not at the first request
+        # A bad URL is an error now, not at the first request. Making a client connects
+        # nothing: it only reads the URL (for any scheme open_client knows).
+        open_client(args.redis_url)
         found["redis_url"] = args.redis_url
     if args.queue is not None:
         found["queue"] = args.queue
@@ -191,9 +193,9 @@ def configure(endpoints: AsyncEndpoints, overrides: dict[str, Any]) -> AsyncEndp
                                               overrides["lease_ttl"] / 3)
     if "redis_url" not in overrides and os.environ.get("REDIS_URL"):
         if endpoints.store_from_config:
-            from .redis import parse_url
+            from .redis import open_client
 
-            parse_url(os.environ["REDIS_URL"])
+            open_client(os.environ["REDIS_URL"])
             overrides["redis_url"] = os.environ["REDIS_URL"]
         else:
             log.warning("REDIS_URL is set, but this app brings its own store; ignoring it")

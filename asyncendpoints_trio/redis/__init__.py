@@ -24,6 +24,10 @@ from ._client import Subscription as Subscription
 from ._connection import Arg as Arg
 from ._connection import Command as Command
 from ._factory import open_client as open_client
+from ._sentinel import SentinelClient as SentinelClient
+from ._sentinel import SentinelStatistics as SentinelStatistics
+from ._sentinel_url import SentinelConfig as SentinelConfig
+from ._sentinel_url import parse_sentinel_url as parse_sentinel_url
 from ._url import RedisSettings as RedisSettings
 from ._url import parse_url as parse_url
 
@@ -37,7 +41,11 @@ __all__ = [
     "ReplicaWait",
     "Script",
     "ScriptCall",
+    "SentinelClient",
+    "SentinelConfig",
+    "SentinelStatistics",
     "Subscription",
     "open_client",
+    "parse_sentinel_url",
     "parse_url",
 ]

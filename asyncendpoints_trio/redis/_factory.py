@@ -13,11 +13,13 @@ from urllib.parse import urlsplit
 from .._errors import ConfigurationError
 from ._api import RedisAPI
 from ._client import RedisClient
+from ._sentinel import SentinelClient
 
 SCHEMES: dict[str, Callable[..., RedisAPI]] = {
     "redis": RedisClient.from_url,
     "rediss": RedisClient.from_url,
     "unix": RedisClient.from_url,
+    "redis+sentinel": SentinelClient.from_url,
 }
 
 

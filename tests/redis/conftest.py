@@ -16,6 +16,7 @@ import pytest
 import trio
 
 from asyncendpoints_trio.redis import RedisClient, RedisSettings
+from tests._redis_sentinel import SentinelGroupServers
 from tests._redis_server import RedisServer, redis_server_binary
 from tests.faultproxy import FaultProxy
 
@@ -119,3 +120,18 @@ def fast_settings(url: str, **overrides: Any) -> RedisSettings:
 def settings() -> SettingsFactory:
     """``settings(url, **overrides)``: RedisSettings with short timeouts for tests."""
     return fast_settings
+
+
+@pytest.fixture(scope="session")
+def sentinels() -> Iterator[SentinelGroupServers]:
+    """A primary, a replica and three sentinels, for tests that leave them as they found
+    them (no kills): its start-up takes seconds, so the session shares it."""
+    with SentinelGroupServers() as group:
+        yield group
+
+
+@pytest.fixture
+def doomed_sentinels() -> Iterator[SentinelGroupServers]:
+    """A Sentinel group of this test's own, to kill its primary."""
+    with SentinelGroupServers() as group:
+        yield group
