@@ -96,6 +96,14 @@ class SentinelClient:
             return self._config.node
         return self._config.node_settings(primary)
 
+    def describe(self) -> str:
+        """Where we connect, for messages and logs (never carries credentials)."""
+        sentinels = ",".join(_text(sentinel) for sentinel in self._config.sentinels)
+        primary = self._group.primary
+        now = f", primary {_text(primary)}" if primary is not None else ""
+        return (f"redis+sentinel://{sentinels}/{self._config.service}/{self._config.node.db}"
+                f"{now}")
+
     @property
     def clustered(self) -> bool:
         return False  # one primary holds every key

@@ -22,6 +22,8 @@ from asyncendpoints_trio.redis import (
 )
 from asyncendpoints_trio.stores._redis import RedisStore
 from tests._redis_sentinel import SERVICE, SentinelGroupServers, command
+from tests._redis_server import free_port
+from tests.test_cli import APP, cli, one_line_error
 
 FAST = {"connect_timeout": 1.0, "read_timeout": 2.0, "write_timeout": 2.0,
         "acquire_timeout": 2.0, "backoff_initial": 0.02, "backoff_max": 0.2}
@@ -97,6 +99,7 @@ async def test_discovers_the_primary(sentinels: SentinelGroupServers) -> None:
         assert stats.primary == f"127.0.0.1:{port}"
         assert client.settings.port == port
         assert stats.discoveries == 1 and stats.failovers_followed == 0
+        assert client.describe() == (f"{sentinels.url}/0, primary 127.0.0.1:{port}")
         await until(lambda: client.statistics().monitoring)  # +switch-master subscribed
     assert not client.statistics().monitoring  # closing the last client ended it
 
@@ -263,3 +266,9 @@ async def test_follows_a_failover_by_itself(doomed_sentinels: SentinelGroupServe
         assert ended and isinstance(ended[0], RedisConnectionError)
         last = await client.execute("INCR", key)
         assert command(failover.new, "GET", key) == str(last).encode()
+
+
+def test_the_cli_names_an_unreachable_sentinel_group() -> None:
+    url = f"redis+sentinel://127.0.0.1:{free_port()}/{SERVICE}"
+    line = one_line_error(cli("worker", APP, "--redis-url", url))
+    assert f"{url}/0" in line and "no primary found for 'jobs'" in line, line
