@@ -79,6 +79,7 @@ class SentinelGroupServers:
         self.nodes: list[RedisServer] = [self.primary]
         self.sentinels: list[SentinelProcess] = []
         self.setup_seconds = 0.0
+        self._dead: set[int] = set()
 
     @property
     def url(self) -> str:
@@ -115,16 +116,24 @@ class SentinelGroupServers:
                 return False
         return True
 
-    def primary_port(self, sentinel: int = 0) -> int:
-        _, port = command(self.sentinels[sentinel].port, "SENTINEL",
-                             "get-master-addr-by-name", SERVICE)
+    def kill_sentinel(self, port: int) -> None:
+        """kill -9 one sentinel (it stays in ``url``: clients must pass over it)."""
+        next(s for s in self.sentinels if s.port == port).kill()
+        self._dead.add(port)
+
+    def _live_sentinel(self) -> int:
+        return next(s.port for s in self.sentinels if s.port not in self._dead)
+
+    def primary_port(self) -> int:
+        _, port = command(self._live_sentinel(), "SENTINEL", "get-master-addr-by-name",
+                          SERVICE)
         return int(port)
 
     def kill_primary(self, timeout: float = SETTLE_TIMEOUT) -> Failover:
         """kill -9 the primary; return once a sentinel announced the promotion and the
         promoted node says it is a primary."""
         old = self.primary_port()
-        with socket.create_connection(("127.0.0.1", self.sentinels[0].port)) as sock:
+        with socket.create_connection(("127.0.0.1", self._live_sentinel())) as sock:
             sock.sendall(hiredis.pack_command(("SUBSCRIBE", "+switch-master")))
             reader = hiredis.Reader()
             self._read(sock, reader, time.monotonic() + 5)  # the confirmation

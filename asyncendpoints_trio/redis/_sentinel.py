@@ -38,7 +38,10 @@ from ._sentinel_url import SentinelConfig, parse_sentinel_url
 from ._url import RedisSettings
 
 T = TypeVar("T")
+# Replies that mean "this node is a replica now, and the call did not run": READONLY for a
+# write, UNBLOCKED for a pop that the demotion ended before it took anything.
 _DEMOTED = frozenset({"READONLY", "UNBLOCKED"})
+_READONLY = frozenset({"READONLY"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,12 +58,12 @@ class SentinelStatistics:
     pool: RedisStatistics | None  # this client's pool on the primary
 
 
-def _demotion(exc: BaseException | None) -> bool:
-    return isinstance(exc, RedisReplyError) and exc.kind in _DEMOTED
+def _demotion(exc: object, kinds: frozenset[str]) -> bool:
+    return isinstance(exc, RedisReplyError) and exc.kind in kinds
 
 
-def _any_demotion(replies: Any) -> bool:
-    return isinstance(replies, list) and any(_demotion(reply) for reply in replies)
+def _any_demotion(replies: object, kinds: frozenset[str]) -> bool:
+    return isinstance(replies, list) and any(_demotion(reply, kinds) for reply in replies)
 
 
 class SentinelClient:
@@ -127,8 +130,9 @@ class SentinelClient:
 
     async def blocking_after(self, prelude: Sequence[Command], *args: Arg,
                              timeout: float) -> list[Any]:
+        # READONLY only: after UNBLOCKED the prelude had run, so it must not be sent again.
         return await self._call(
-            lambda pool: pool.blocking_after(prelude, *args, timeout=timeout))
+            lambda pool: pool.blocking_after(prelude, *args, timeout=timeout), _READONLY)
 
     async def evalsha(self, script: Script, keys: Sequence[Arg] = (),
                       args: Sequence[Arg] = (), *, wait: ReplicaWait | None = None) -> Any:
@@ -138,19 +142,20 @@ class SentinelClient:
                            wait: ReplicaWait | None = None) -> list[Any]:
         return await self._call(lambda pool: pool.evalsha_many(calls, wait=wait))
 
-    async def _call(self, run: Callable[[RedisClient], Awaitable[T]]) -> T:
+    async def _call(self, run: Callable[[RedisClient], Awaitable[T]],
+                    demotions: frozenset[str] = _DEMOTED) -> T:
         pool, epoch = await self._pool_now()
         try:
             reply = await self._guarded(epoch, lambda: run(pool))
         except (RedisReplyError, ReplicationTimeout) as exc:
             refused = exc.reply if isinstance(exc, ReplicationTimeout) else exc
-            if not (_demotion(refused) or _any_demotion(refused)):
+            if not (_demotion(refused, demotions) or _any_demotion(refused, demotions)):
                 raise
             return await self._after_demotion(run, epoch, exc)
         except RedisConnectionError:
             self._group.suspect(epoch)
             raise
-        if _any_demotion(reply):
+        if _any_demotion(reply, demotions):
             return await self._after_demotion(run, epoch, None)
         return reply
 

@@ -152,13 +152,22 @@ async def test_a_demoted_node_is_left_for_the_primary(sentinels: SentinelGroupSe
             cut.append(info.value)
             was_cut.set()
 
+        async def subscriber(task_status: trio.TaskStatus[None]) -> None:
+            async with client.subscribe(key + "channel") as subscription:
+                task_status.started()
+                with pytest.raises(RedisConnectionError) as info:
+                    await subscription.__anext__()
+            cut.append(info.value)
+
         async with trio.open_nursery() as nursery:
+            await nursery.start(subscriber)
             nursery.start_soon(blocked_pop)
             await until(lambda: client.statistics().pool.connections_in_use == 1)  # type: ignore[union-attr]
             client._group.adopt(("127.0.0.1", replica))
             with trio.fail_after(5):  # well before the pop's 30 s
                 await was_cut.wait()
-        assert "changed" in str(cut[0])
+        assert len(cut) == 2  # the pop, and the subscription
+        assert all("changed" in str(exc) for exc in cut)
         assert client.settings.port == replica
         assert await client.evalsha(_INCR, [key + "w"]) == 1  # READONLY, then the primary
         stats = client.statistics()
@@ -272,3 +281,23 @@ def test_the_cli_names_an_unreachable_sentinel_group() -> None:
     url = f"redis+sentinel://127.0.0.1:{free_port()}/{SERVICE}"
     line = one_line_error(cli("worker", APP, "--redis-url", url))
     assert f"{url}/0" in line and "no primary found for 'jobs'" in line, line
+
+
+async def test_the_switch_subscription_moves_to_a_live_sentinel(
+        doomed_sentinels: SentinelGroupServers, key: str) -> None:
+    group = doomed_sentinels
+    async with sentinel_client(group) as client:
+        await client.execute("SET", key, "1")
+        await until(lambda: client.statistics().monitoring)
+        watched = client.statistics().sentinels[0]  # the one that answered, and is watched
+        group.kill_sentinel(int(watched.rsplit(":", 1)[1]))
+        await until(lambda: client.statistics().sentinels[0] != watched)
+        await until(lambda: client.statistics().monitoring)
+        failover = await trio.to_thread.run_sync(group.kill_primary)
+        # Told by the subscription, not by a failed call: this client sends none meanwhile.
+        await until(lambda: client.statistics().failovers_followed == 1, within=15)
+        stats = client.statistics()
+        assert stats.switch_messages == 1
+        assert stats.primary == f"127.0.0.1:{failover.new}"
+        assert stats.failovers_followed == 1
+        assert await client.execute("GET", key) == b"1"
