@@ -25,6 +25,9 @@ DOWN_AFTER_MS = 500
 FAILOVER_TIMEOUT_MS = 2000
 SETTLE_TIMEOUT = 30.0
 _POLL = 0.05  # between two looks at the sentinels' state while waiting for it to change
+# A primary waits 5 s (by default) for more replicas before it streams a snapshot: a test
+# has only one.
+_NODE_ARGS = ("--repl-diskless-sync-delay", "0")
 
 
 def command(port: int, *args: Any, timeout: float = 5.0) -> Any:
@@ -75,7 +78,7 @@ class Failover:
 
 class SentinelGroupServers:
     def __init__(self) -> None:
-        self.primary = RedisServer()
+        self.primary = RedisServer(extra_args=_NODE_ARGS)
         self.nodes: list[RedisServer] = [self.primary]
         self.sentinels: list[SentinelProcess] = []
         self.setup_seconds = 0.0
@@ -93,7 +96,8 @@ class SentinelGroupServers:
         """Start everything; return the seconds it took until the group was ready."""
         began = time.monotonic()
         self.primary.start()
-        replica = RedisServer(extra_args=("--replicaof", "127.0.0.1", str(self.primary.port)))
+        replica = RedisServer(
+            extra_args=(*_NODE_ARGS, "--replicaof", "127.0.0.1", str(self.primary.port)))
         self.nodes.append(replica)
         replica.start()  # READY=1 comes after the first sync with the primary
         for _ in range(3):
@@ -149,6 +153,20 @@ class SentinelGroupServers:
         self._wait(lambda: command(new, "ROLE")[0] == b"master", "the promoted node")
         return Failover(old=old, new=new, seconds=seconds)
 
+    def wait_until_agreed(self, port: int, timeout: float = SETTLE_TIMEOUT) -> None:
+        """Until every live sentinel names ``port`` as the primary (the others learn of a
+        failover from the leader's hello messages, within a couple of seconds)."""
+        def agreed() -> bool:
+            for sentinel in self.sentinels:
+                if sentinel.port in self._dead:
+                    continue
+                state = _pairs(command(sentinel.port, "SENTINEL", "master", SERVICE))
+                if int(state["port"]) != port or state["flags"] != "master":
+                    return False
+            return True
+        self._wait(agreed, f"every sentinel to name {port}, its link up, no failover",
+                   timeout)
+
     @staticmethod
     def _read(sock: socket.socket, reader: Any, deadline: float) -> Any:
         while True:
@@ -164,7 +182,11 @@ class SentinelGroupServers:
             reader.feed(data)
 
     def restart(self, port: int) -> None:
-        """Start a killed node again, on its port; the sentinels make it a replica."""
+        """Start a killed node again, on its port; the sentinels make it a replica (see
+        ``wait_until_replica``). Only once they all agree on the new primary: a node that
+        comes back as a primary while some sentinel still takes it for the primary sets
+        off another failover, and they can ping-pong."""
+        self.wait_until_agreed(self.primary_port())
         self.node(port).start()
 
     def wait_until_replica(self, port: int, timeout: float = SETTLE_TIMEOUT) -> None:

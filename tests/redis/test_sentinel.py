@@ -301,3 +301,27 @@ async def test_the_switch_subscription_moves_to_a_live_sentinel(
         assert stats.primary == f"127.0.0.1:{failover.new}"
         assert stats.failovers_followed == 1
         assert await client.execute("GET", key) == b"1"
+
+
+@pytest.mark.slow
+async def test_follows_the_primary_back_to_a_rejoined_node(
+        doomed_sentinels: SentinelGroupServers, key: str) -> None:
+    """Kill the primary, restart it (the sentinels make it a replica of the new one), kill
+    the new one: the client ends on the node it started on, having followed both moves."""
+    group = doomed_sentinels
+    async with sentinel_client(group) as client:
+        await client.execute("SET", key, "first")
+        first = await trio.to_thread.run_sync(group.kill_primary)
+        await until(lambda: client.statistics().failovers_followed == 1, within=15)
+        began = trio.current_time()
+        await trio.to_thread.run_sync(group.restart, first.old)
+        await trio.to_thread.run_sync(group.wait_until_replica, first.old)
+        rejoined = trio.current_time() - began
+        second = await trio.to_thread.run_sync(group.kill_primary)
+        assert second.new == first.old
+        await until(lambda: client.statistics().failovers_followed == 2, within=15)
+        assert client.statistics().primary == f"127.0.0.1:{first.old}"
+        await client.execute("SET", key, "second")  # on the node it started on, a primary again
+        assert command(first.old, "GET", key) == b"second"
+    print(f"\nfailovers {first.seconds:.2f}s and {second.seconds:.2f}s; the old primary "
+          f"was a replica again {rejoined:.1f}s after its restart")
