@@ -180,7 +180,7 @@ class SentinelClient:
         """``call()``, cut short with ``RedisConnectionError`` if the primary changes."""
         if epoch != self._group.epoch:
             await trio.lowlevel.checkpoint()
-            raise self._changed_error()
+            raise self._changed_error(cut=False)
         scope = trio.CancelScope()
         self._calls.add(scope)
         try:
@@ -190,14 +190,14 @@ class SentinelClient:
             self._calls.discard(scope)
         # Only our own cancel gets here (a caller's cancellation is not caught by our
         # scope): the call was cut, and its connection closed, by a change of primary.
-        raise self._changed_error()
+        raise self._changed_error(cut=True)
 
-    def _changed_error(self) -> RedisConnectionError:
+    def _changed_error(self, *, cut: bool) -> RedisConnectionError:
         now = self._group.primary
+        what = "the call was cut and may or may not have run" if cut else "nothing was sent"
         return RedisConnectionError(
             f"Sentinel: the primary of {self._config.service!r} changed "
-            f"(now {_text(now) if now else 'unknown'}); the call was cut and may or may "
-            "not have run")
+            f"(now {_text(now) if now else 'unknown'}); {what}")
 
     async def _pool_now(self) -> tuple[RedisClient, int]:
         if self._closed:
