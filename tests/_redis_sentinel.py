@@ -50,21 +50,25 @@ def _pairs(flat: list[bytes]) -> dict[str, str]:
 
 
 class SentinelProcess(RedisServer):
-    """``redis-server sentinel.conf --sentinel``: a sentinel monitoring ``SERVICE``."""
+    """``redis-server sentinel.conf --sentinel``: a sentinel monitoring ``service``;
+    ``password``: its own ``requirepass``."""
 
-    def __init__(self, primary_port: int) -> None:
+    def __init__(self, primary_port: int, *, service: str = SERVICE,
+                 password: str | None = None) -> None:
         self._primary_port = primary_port
-        super().__init__()
+        self.service = service
+        super().__init__(password=password)
 
     def _command_line(self, password: str | None, users: tuple[str, ...], aof: bool,
                       extra_args: tuple[str, ...]) -> list[str]:
         config = self._dir / "sentinel.conf"  # Sentinel rewrites it: a file of its own
+        service = self.service
         config.write_text(
             f"sentinel resolve-hostnames no\n"
-            f"sentinel monitor {SERVICE} 127.0.0.1 {self._primary_port} {QUORUM}\n"
-            f"sentinel down-after-milliseconds {SERVICE} {DOWN_AFTER_MS}\n"
-            f"sentinel failover-timeout {SERVICE} {FAILOVER_TIMEOUT_MS}\n"
-            f"sentinel parallel-syncs {SERVICE} 1\n")
+            f"sentinel monitor {service} 127.0.0.1 {self._primary_port} {QUORUM}\n"
+            f"sentinel down-after-milliseconds {service} {DOWN_AFTER_MS}\n"
+            f"sentinel failover-timeout {service} {FAILOVER_TIMEOUT_MS}\n"
+            f"sentinel parallel-syncs {service} 1\n")
         args = super()._command_line(password, users, aof, extra_args)
         return [args[0], str(config), "--sentinel", *args[1:]]
 

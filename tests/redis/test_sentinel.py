@@ -21,7 +21,7 @@ from asyncendpoints_trio.redis import (
     parse_sentinel_url,
 )
 from asyncendpoints_trio.stores._redis import RedisStore
-from tests._redis_sentinel import SERVICE, SentinelGroupServers, command
+from tests._redis_sentinel import SERVICE, SentinelGroupServers, SentinelProcess, command
 from tests._redis_server import free_port
 from tests.test_cli import APP, cli, one_line_error
 
@@ -216,6 +216,19 @@ async def test_no_sentinel_answers(sentinels: SentinelGroupServers) -> None:
     async with SentinelClient.from_url(url, **FAST) as c:
         with pytest.raises(RedisConnectionError, match="does not monitor 'unknown'"):
             await c.execute("PING")
+
+
+async def test_sentinel_password(sentinels: SentinelGroupServers) -> None:
+    """A sentinel of its own, with ``requirepass``, watching the same primary under another
+    name (so it never joins the others' votes)."""
+    with SentinelProcess(sentinels.primary_port(), service="locked", password="watch") as s:
+        url = f"redis+sentinel://127.0.0.1:{s.port}/locked"
+        async with SentinelClient.from_url(url + "?sentinel_password=watch", **FAST) as c:
+            assert (await c.execute("ROLE"))[0] == b"master"
+            assert c.statistics().primary == f"127.0.0.1:{sentinels.primary_port()}"
+        async with SentinelClient.from_url(url, **FAST) as c:
+            with pytest.raises(RedisConnectionError, match=r"login failed: NOAUTH"):
+                await c.execute("PING")
 
 
 # -- failover --------------------------------------------------------------------------------
