@@ -63,7 +63,9 @@ async def run_fleet(group: SentinelGroupServers, events: RedisServer, log: Event
     await store.client.evalsha(_MARK, ["fleet:mark"], wait=ReplicaWait(1, 5.0))
     with trio.fail_after(20):
         await log.wait_until(lambda s: len({e.job_id for e in s}) >= 2)
-    failover = await trio.to_thread.run_sync(group.kill_primary)  # mid-run
+    counts = await store.counts()
+    assert counts["InProgress"] > 0  # mid-run
+    failover = await trio.to_thread.run_sync(group.kill_primary)
     killed_seen = trio.current_time()
     with trio.fail_after(15):
         while True:  # the test's own client follows the promotion by itself
