@@ -140,12 +140,20 @@ class SentinelGroupServers:
     def kill_primary(self, timeout: float = SETTLE_TIMEOUT) -> Failover:
         """kill -9 the primary; return once a sentinel announced the promotion and the
         promoted node says it is a primary."""
+        return self._fail_over(lambda node: node.kill(), timeout)
+
+    def pause_primary(self, timeout: float = SETTLE_TIMEOUT) -> Failover:
+        """SIGSTOP the primary (its port still accepts, nothing answers: a partition, as
+        its clients see it); return as ``kill_primary`` does. ``cleanup`` kills it."""
+        return self._fail_over(lambda node: node.pause(), timeout)
+
+    def _fail_over(self, stop: Any, timeout: float) -> Failover:
         old = self.primary_port()
         with socket.create_connection(("127.0.0.1", self._live_sentinel())) as sock:
             sock.sendall(hiredis.pack_command(("SUBSCRIBE", "+switch-master")))
             reader = hiredis.Reader()
             self._read(sock, reader, time.monotonic() + 5)  # the confirmation
-            self.node(old).kill()
+            stop(self.node(old))
             killed = time.monotonic()
             deadline = killed + timeout
             while True:

@@ -338,3 +338,36 @@ async def test_follows_the_primary_back_to_a_rejoined_node(
         assert command(first.old, "GET", key) == b"second"
     print(f"\nfailovers {first.seconds:.2f}s and {second.seconds:.2f}s; the old primary "
           f"was a replica again {rejoined:.1f}s after its restart")
+
+
+async def test_calls_on_a_silent_primary_are_cut_by_the_switch(
+        doomed_sentinels: SentinelGroupServers, key: str) -> None:
+    """The primary stops answering (SIGSTOP) with a pop blocked on it for 30 s: the
+    promotion ends that pop at once, instead of its timeout."""
+    group = doomed_sentinels
+    async with sentinel_client(group) as client:
+        await client.execute("PING")
+        await until(lambda: client.statistics().monitoring)
+        cut: list[BaseException] = []
+
+        async def blocked_pop() -> None:
+            try:
+                await client.blocking("BLPOP", key, timeout=30)
+            except StoreUnavailable as exc:
+                cut.append(exc)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(blocked_pop)
+            await until(lambda: client.statistics().pool.connections_in_use == 1)  # type: ignore[union-attr]
+            began = trio.current_time()
+            failover = await trio.to_thread.run_sync(group.pause_primary)
+            with trio.fail_after(10):  # the pop's own deadline is 32 s away
+                while not cut:  # noqa: ASYNC110 - the nursery ends with the pop
+                    await trio.sleep(0.01)
+        took = trio.current_time() - began
+        assert isinstance(cut[0], RedisConnectionError) and "changed" in str(cut[0])
+        assert client.statistics().primary == f"127.0.0.1:{failover.new}"
+        await client.execute("SET", key, "after")
+        assert command(failover.new, "GET", key) == b"after"
+    print(f"\na pop blocked on a silent primary was cut {took:.2f}s after SIGSTOP "
+          f"(+switch-master after {failover.seconds:.2f}s)")
