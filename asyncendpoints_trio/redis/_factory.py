@@ -13,11 +13,14 @@ from urllib.parse import urlsplit
 from .._errors import ConfigurationError
 from ._api import RedisAPI
 from ._client import RedisClient
+from ._cluster import ClusterClient
 
 SCHEMES: dict[str, Callable[..., RedisAPI]] = {
     "redis": RedisClient.from_url,
     "rediss": RedisClient.from_url,
     "unix": RedisClient.from_url,
+    "redis+cluster": ClusterClient.from_url,
+    "rediss+cluster": ClusterClient.from_url,
 }
 
 

@@ -16,6 +16,7 @@ import pytest
 import trio
 
 from asyncendpoints_trio.redis import RedisClient, RedisSettings
+from tests._redis_cluster import RedisCluster, redis_cluster
 from tests._redis_server import RedisServer, redis_server_binary
 from tests.faultproxy import FaultProxy
 
@@ -119,3 +120,27 @@ def fast_settings(url: str, **overrides: Any) -> RedisSettings:
 def settings() -> SettingsFactory:
     """``settings(url, **overrides)``: RedisSettings with short timeouts for tests."""
     return fast_settings
+
+
+@pytest.fixture(scope="session")
+def shared_cluster() -> Iterator[RedisCluster]:
+    """One private Redis Cluster (3 primaries, a replica each) for the whole session."""
+    with redis_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def cluster_url(request: pytest.FixtureRequest) -> str:
+    """A healthy cluster: ``REDIS_CLUSTER_URL`` if set, else the session's private one."""
+    url = os.environ.get("REDIS_CLUSTER_URL")
+    if url:
+        return url
+    cluster: RedisCluster = request.getfixturevalue("shared_cluster")
+    return cluster.url
+
+
+@pytest.fixture
+def private_cluster() -> Iterator[RedisCluster]:
+    """A cluster of this test's own, to kill nodes of and reshard."""
+    with redis_cluster() as cluster:
+        yield cluster

@@ -1,0 +1,627 @@
+"""``ClusterClient``: Redis Cluster, on one ``RedisClient`` (one pool) per node.
+
+Each call goes to the primary serving the hash slot of its first key (``_slots``); keyless
+calls to any primary. The slot map comes from ``CLUSTER SHARDS`` (``CLUSTER SLOTS`` before
+Redis 7), asked of any node we know, seeds included; one refresh runs at a time and the
+others wait for it.
+
+What is followed and retried, within ``_ATTEMPTS`` tries per call:
+
+- ``MOVED``: the slot has a new owner. The map entry is updated at once, the call goes
+  there, and the next call refreshes the whole map first (one move often means more).
+- ``ASK``: the slot is migrating and this key is already at the target: ``ASKING`` and the
+  command go to the target on one connection, once.
+- ``TRYAGAIN``, ``CLUSTERDOWN``, and connection failures where nothing was sent (refused,
+  connect timeout, a node backing off): the map is refreshed and the call tried again after
+  a short backoff, for about a second in all. That covers a failover once the replica is
+  promoted; during the gap before, calls fail with ``RedisConnectionError``.
+
+Not retried: a connection that failed after the command was written (it may have run). It
+raises ``RedisConnectionError`` and the map is refreshed before the next call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final, TypeVar
+
+import trio
+
+from .._backoff import backoff_delay
+from .._errors import (
+    ConfigurationError,
+    RedisConnectionError,
+    RedisReplyError,
+    ReplicationTimeout,
+    StoreError,
+)
+from ._api import ReplicaWait
+from ._client import RedisClient, RedisStatistics, Script, ScriptCall, check_replicas
+from ._cluster_pubsub import ClusterSubscription, Message, pump
+from ._cluster_url import parse_cluster_url
+from ._connection import Arg, Command
+from ._slots import Address, SlotMap, command_slot, key_slot, parse_shards, parse_slots
+from ._url import RedisSettings
+
+log = logging.getLogger("asyncendpoints_trio.redis")
+
+T = TypeVar("T")
+
+_ATTEMPTS: Final = 6  # tries per call: redirects and retries together
+_UNAVAILABLE_TRIES: Final = 5  # of which at most this many after "nothing was sent" / TRYAGAIN
+_BACKOFF_BASE: Final = 0.05  # 0.05, 0.1, 0.2, 0.4 (times 0.5-1.0): about a second in all
+_BACKOFF_CAP: Final = 0.4
+_RETRY_KINDS: Final = frozenset({"TRYAGAIN", "CLUSTERDOWN"})
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterStatistics:
+    """Pool figures summed over the nodes (as ``RedisStatistics``), each node's own, and
+    the routing counters."""
+
+    max_connections: int
+    connections_open: int
+    connections_idle: int
+    connections_in_use: int
+    slots_available: int
+    tasks_waiting: int
+    subscriptions: int
+    commands_sent: int
+    connects: int
+    reconnects: int
+    connection_errors: int
+    timeouts: int
+    reply_errors: int
+    consecutive_connect_failures: int  # the worst node's
+    next_connect_at: float | None  # the soonest of the nodes backing off
+    primaries: int
+    map_refreshes: int
+    map_refresh_failures: int
+    moved: int
+    asked: int
+    retries: int  # tries again after TRYAGAIN, CLUSTERDOWN or a connect that failed
+    nodes: dict[str, RedisStatistics]
+
+
+def _redirect(error: RedisReplyError, via: Address) -> Address | None:
+    """The address of a ``MOVED``/``ASK`` reply (``MOVED 3999 host:port``)."""
+    if error.kind not in ("MOVED", "ASK"):
+        return None
+    parts = str(error).split()
+    if len(parts) != 3:
+        return None
+    host, _, port = parts[2].rpartition(":")
+    if not port.isdigit():
+        return None
+    return (host or via[0], int(port))
+
+
+def _raise_if_error(reply: Any) -> Any:
+    if isinstance(reply, RedisReplyError):
+        raise reply
+    return reply
+
+
+class ClusterClient:
+    """A Redis Cluster client: ``ClusterClient(settings, seeds)`` or ``from_url``.
+
+    ``settings`` is the template every node connection is made with (host and port
+    replaced by the node's); ``max_connections`` is per node.
+    """
+
+    def __init__(self, settings: RedisSettings, seeds: Sequence[Address]) -> None:
+        if not seeds:
+            raise ValueError("a cluster client needs at least one seed node")
+        self._settings = settings
+        self._seeds = list(dict.fromkeys(seeds))
+        self._clients: dict[Address, RedisClient] = {}
+        self._map = SlotMap()
+        self._loaded = False
+        self._stale = True
+        self._prefer: Address | None = None  # ask this node first at the next refresh
+        self._refreshing: trio.Event | None = None
+        self._closed = False
+        self._refreshes = 0
+        self._refresh_failures = 0
+        self._moved = 0
+        self._asked = 0
+        self._retries = 0
+
+    @classmethod
+    def from_url(cls, url: str, **overrides: Any) -> ClusterClient:
+        settings, seeds = parse_cluster_url(url)
+        try:
+            settings = dataclasses.replace(settings, **overrides)
+        except TypeError as exc:  # an unknown keyword
+            raise ConfigurationError(str(exc)) from None
+        return cls(settings, seeds)
+
+    @property
+    def settings(self) -> RedisSettings:
+        return self._settings
+
+    @property
+    def clustered(self) -> bool:
+        return True
+
+    def sibling(self, *, max_connections: int) -> ClusterClient:
+        known = [*self._map.primaries(), *self._seeds]
+        return ClusterClient(dataclasses.replace(self._settings, max_connections=max_connections),
+                             known)
+
+    # -- nodes and the map ---------------------------------------------------------------
+
+    def _client(self, address: Address) -> RedisClient:
+        client = self._clients.get(address)
+        if client is None:
+            if self._closed:
+                closed = RedisConnectionError("the Redis cluster client is closed")
+                closed.sent = False
+                raise closed
+            client = RedisClient(dataclasses.replace(
+                self._settings, host=address[0], port=address[1]))
+            self._clients[address] = client
+        return client
+
+    async def node_for(self, key: Arg) -> RedisClient:
+        """The client of the primary serving ``key``'s slot (as the map has it now)."""
+        return await self._node(key_slot(key))
+
+    async def primaries(self) -> list[RedisClient]:
+        """The clients of every primary serving slots (as the map has it now)."""
+        await self._ensure_map()
+        return [self._client(address) for address in self._map.primaries()]
+
+    async def _node(self, slot: int | None) -> RedisClient:
+        await self._ensure_map()
+        return self._lookup(slot)
+
+    def _lookup(self, slot: int | None) -> RedisClient:
+        if slot is None:
+            return self._client(random.choice(self._map.primaries()))
+        owner = self._map.owners[slot]
+        if owner is None:
+            self._stale = True
+            error = RedisConnectionError(f"no cluster node serves slot {slot}")
+            error.sent = False
+            raise error
+        return self._client(owner)
+
+    async def _ensure_map(self) -> None:
+        if self._stale or not self._loaded:
+            await self.refresh()
+
+    def _mark_stale(self, prefer: Address | None = None) -> None:
+        self._stale = True
+        if prefer is not None:
+            self._prefer = prefer
+
+    async def refresh(self) -> None:
+        """Load the slot map now; if a refresh is running, wait for that one instead."""
+        if self._refreshing is not None:
+            await self._refreshing.wait()
+            if not self._loaded:
+                error = RedisConnectionError("no Redis cluster node answered for the slot map")
+                error.sent = False
+                raise error
+            return
+        done = self._refreshing = trio.Event()
+        try:
+            await self._load_map()
+        finally:
+            self._refreshing = None
+            done.set()
+
+    async def _load_map(self) -> None:
+        known = [a for a in self._map.primaries()]
+        random.shuffle(known)
+        others = sorted(self._map.nodes - set(known))
+        order = [*([self._prefer] if self._prefer else []), *known, *others, *self._seeds]
+        # Nodes failing to connect are asked last: they most likely are the reason we ask.
+        order = sorted(dict.fromkeys(order), key=lambda a: (
+            a in self._clients and self._clients[a].statistics().consecutive_connect_failures > 0))
+        problems: list[str] = []
+        for address in order:
+            try:
+                slot_map = await self._ask_map(address)
+            except StoreError as exc:
+                problems.append(f"{address[0]}:{address[1]}: {exc}")
+                continue
+            if not slot_map.covered():
+                problems.append(f"{address[0]}:{address[1]}: serves no slots yet")
+                continue
+            self._map = slot_map
+            self._loaded = True
+            self._stale = False
+            self._prefer = None
+            self._refreshes += 1
+            return
+        self._refresh_failures += 1
+        error = RedisConnectionError("no Redis cluster node gave a slot map: "
+                                     + "; ".join(problems[:6]))
+        error.sent = False
+        raise error
+
+    async def _ask_map(self, address: Address) -> SlotMap:
+        client = self._client(address)
+        try:
+            reply = await client.execute("CLUSTER", "SHARDS")
+        except RedisReplyError as exc:
+            if "cluster support disabled" in str(exc):
+                raise
+            # Before Redis 7.0: no CLUSTER SHARDS.
+            return parse_slots(await client.execute("CLUSTER", "SLOTS"), address)
+        return parse_shards(reply, address, tls=self._settings.tls)
+
+    # -- routing ---------------------------------------------------------------------------
+
+    async def _backoff(self, failures: int) -> None:
+        self._retries += 1
+        await trio.sleep(backoff_delay(failures, _BACKOFF_CAP, base=_BACKOFF_BASE))
+
+    async def _routed(self, slot: int | None,
+                      attempt: Callable[[RedisClient, bool], Awaitable[T]]) -> T:
+        """Run ``attempt(node, asking)`` on the slot's node, following redirects."""
+        target: RedisClient | None = None  # set by a redirect: go straight there
+        asking = False
+        failures = 0
+        last: StoreError | None = None
+        was_asking = False
+        for _ in range(_ATTEMPTS):
+            try:
+                node = target if target is not None else await self._node(slot)
+                was_asking, target, asking = asking, None, False
+                return await attempt(node, was_asking)
+            except RedisReplyError as exc:
+                last = exc
+                address = _redirect(exc, (node.settings.host, node.settings.port))
+                if address is not None and exc.kind == "MOVED":
+                    self._moved += 1
+                    if slot is not None:
+                        self._map.owners[slot] = address
+                    self._mark_stale(address)
+                    target = self._client(address)
+                elif address is not None and not was_asking:
+                    self._asked += 1
+                    target, asking = self._client(address), True
+                elif exc.kind in _RETRY_KINDS and failures + 1 < _UNAVAILABLE_TRIES:
+                    failures += 1
+                    self._mark_stale()
+                    await self._backoff(failures)
+                else:
+                    raise
+            except RedisConnectionError as exc:
+                last = exc
+                self._mark_stale()
+                if exc.sent or failures + 1 >= _UNAVAILABLE_TRIES:
+                    raise
+                failures += 1
+                await self._backoff(failures)
+        assert last is not None
+        raise last
+
+    async def execute(self, *args: Arg) -> Any:
+        async def attempt(node: RedisClient, asking: bool) -> Any:
+            if asking:
+                return _raise_if_error((await node.pipeline([("ASKING",), args]))[1])
+            return await node.execute(*args)
+        return await self._routed(command_slot(args), attempt)
+
+    async def blocking(self, *args: Arg, timeout: float) -> Any:
+        async def attempt(node: RedisClient, asking: bool) -> Any:
+            if asking:
+                return (await node.blocking_after([("ASKING",)], *args, timeout=timeout))[1]
+            return await node.blocking(*args, timeout=timeout)
+        return await self._routed(command_slot(args), attempt)
+
+    async def blocking_after(self, prelude: Sequence[Command], *args: Arg,
+                             timeout: float) -> list[Any]:
+        slot = command_slot(args)
+        for command in prelude:
+            other = command_slot(command)
+            if other is not None and other != slot:
+                raise ValueError(f"blocking_after: {command[0]!r} is in slot {other}, the "
+                                 f"blocking command in slot {slot}: they must share one slot")
+
+        async def attempt(node: RedisClient, asking: bool) -> list[Any]:
+            if not asking:
+                return await node.blocking_after(prelude, *args, timeout=timeout)
+            asked: list[Command] = []
+            for command in prelude:
+                asked += [("ASKING",), command]
+            replies = await node.blocking_after([*asked, ("ASKING",)], *args, timeout=timeout)
+            return [*replies[1:len(asked):2], replies[-1]]
+        return await self._routed(slot, attempt)
+
+    async def evalsha(self, script: Script, keys: Sequence[Arg] = (),
+                      args: Sequence[Arg] = (), *, wait: ReplicaWait | None = None) -> Any:
+        slot = key_slot(keys[0]) if keys else None
+
+        async def attempt(node: RedisClient, asking: bool) -> Any:
+            if asking:
+                replies = await self._asking_scripts(node, [(script, keys, args)], wait)
+                return _raise_if_error(replies[0])
+            return await node.evalsha(script, keys, args, wait=wait)
+        return await self._routed(slot, attempt)
+
+    @staticmethod
+    async def _asking_scripts(node: RedisClient, calls: Sequence[ScriptCall],
+                              wait: ReplicaWait | None) -> list[Any]:
+        """Scripts after ``ASKING`` each, on one connection; NOSCRIPT loads and replays."""
+        tail: list[Command] = [] if wait is None or wait.replicas <= 0 else [
+            ("WAIT", wait.replicas, max(1, round(wait.timeout * 1000)))]
+        timeout = node.settings.read_timeout + (0.0 if wait is None else wait.timeout)
+        commands: list[Command] = []
+        for script, keys, args in calls:
+            commands += [("ASKING",), script.command(keys, args)]
+        raw = await node._run([*commands, *tail], timeout)
+        replies, acks = raw[1:len(commands):2], raw[len(commands):]
+        missing = [i for i, reply in enumerate(replies)
+                   if isinstance(reply, RedisReplyError) and reply.kind == "NOSCRIPT"]
+        if missing:
+            scripts = list(dict.fromkeys(calls[i][0] for i in missing))
+            again: list[Command] = [("SCRIPT", "LOAD", s.source) for s in scripts]
+            for i in missing:
+                script, keys, args = calls[i]
+                again += [("ASKING",), script.command(keys, args)]
+            raw = await node._run([*again, *tail], timeout)
+            for loaded in raw[:len(scripts)]:
+                _raise_if_error(loaded)
+            body = raw[len(scripts):len(again)]
+            for i, reply in zip(missing, body[1::2], strict=True):
+                replies[i] = reply
+            acks = raw[len(again):]
+        check_replicas(wait, acks, replies)
+        return replies
+
+    # -- batches ---------------------------------------------------------------------------
+
+    async def pipeline(self, commands: Sequence[Command]) -> list[Any]:
+        """Commands grouped by node, the groups run at once; replies in call order (errors
+        in place). A connection failure on any node raises after every group is done."""
+        async def run(node: RedisClient, indices: list[int], asking: bool) -> list[Any]:
+            if not asking:
+                return await node.pipeline([commands[i] for i in indices])
+            asked: list[Command] = []
+            for i in indices:
+                asked += [("ASKING",), commands[i]]
+            return (await node.pipeline(asked))[1::2]
+        return await self._scatter([command_slot(c) for c in commands], run)
+
+    async def evalsha_many(self, calls: Sequence[ScriptCall], *,
+                           wait: ReplicaWait | None = None) -> list[Any]:
+        """As ``RedisClient.evalsha_many``, per node; with ``wait``, each node's group ends
+        with its ``WAIT``, and a shortfall on any raises ``ReplicationTimeout`` with every
+        reply."""
+        async def run(node: RedisClient, indices: list[int], asking: bool) -> list[Any]:
+            group = [calls[i] for i in indices]
+            if asking:
+                return await self._asking_scripts(node, group, wait)
+            return await node.evalsha_many(group, wait=wait)
+        return await self._scatter([key_slot(keys[0]) if keys else None
+                                    for _, keys, _ in calls], run)
+
+    async def _scatter(self, slots: list[int | None],
+                       run: Callable[[RedisClient, list[int], bool], Awaitable[list[Any]]],
+                       ) -> list[Any]:
+        replies: list[Any] = [None] * len(slots)
+        if not slots:
+            await trio.lowlevel.checkpoint()
+            return replies
+        todo = list(range(len(slots)))
+        redirected: dict[int, tuple[RedisClient, bool]] = {}
+        failures = 0
+        shortfall: ReplicationTimeout | None = None
+        unsent: RedisConnectionError | None = None
+        for _ in range(_ATTEMPTS):
+            groups: dict[tuple[int, bool], tuple[RedisClient, bool, list[int]]] = {}
+            unsent = None
+            retry: list[int] = []
+            try:
+                await self._ensure_map()
+            except RedisConnectionError as exc:
+                unsent, retry = exc, todo
+            for i in [] if unsent is not None else todo:
+                try:
+                    node, asking = (redirected.pop(i) if i in redirected
+                                    else (self._lookup(slots[i]), False))
+                except RedisConnectionError as exc:  # a slot nobody serves (cluster down)
+                    unsent = exc
+                    retry.append(i)
+                    continue
+                groups.setdefault((id(node), asking), (node, asking, []))[2].append(i)
+            outcomes = await self._run_groups(list(groups.values()), run) if groups else []
+            todo, again = retry, unsent is not None
+            fatal: StoreError | None = None
+            for node, asking, indices, result in outcomes:
+                if isinstance(result, ReplicationTimeout):
+                    shortfall = result if shortfall is None or (
+                        result.acknowledged < shortfall.acknowledged) else shortfall
+                    result = result.reply
+                if isinstance(result, RedisConnectionError) and not result.sent:
+                    unsent = result
+                    todo += indices
+                    continue
+                if isinstance(result, StoreError):
+                    fatal = fatal or result
+                    continue
+                via = (node.settings.host, node.settings.port)
+                for i, reply in zip(indices, result, strict=True):
+                    replies[i] = reply
+                    if not isinstance(reply, RedisReplyError):
+                        continue
+                    address = _redirect(reply, via)
+                    if address is not None and reply.kind == "MOVED":
+                        self._moved += 1
+                        slot = slots[i]
+                        if slot is not None:
+                            self._map.owners[slot] = address
+                        self._mark_stale(address)
+                        redirected[i] = (self._client(address), False)
+                        todo.append(i)
+                    elif address is not None and not asking:
+                        self._asked += 1
+                        redirected[i] = (self._client(address), True)
+                        todo.append(i)
+                    elif reply.kind in _RETRY_KINDS:
+                        todo.append(i)
+                        again = True
+            if fatal is not None:
+                self._mark_stale()
+                raise fatal
+            if unsent is not None:
+                self._mark_stale()
+                again = True
+            if not todo:
+                break
+            if again:
+                if failures + 1 >= _UNAVAILABLE_TRIES:
+                    break
+                failures += 1
+                await self._backoff(failures)
+        if unsent is not None and todo:
+            raise unsent
+        if shortfall is not None:
+            raise ReplicationTimeout(str(shortfall), acknowledged=shortfall.acknowledged,
+                                     reply=replies)
+        return replies
+
+    @staticmethod
+    async def _run_groups(
+        groups: list[tuple[RedisClient, bool, list[int]]],
+        run: Callable[[RedisClient, list[int], bool], Awaitable[list[Any]]],
+    ) -> list[tuple[RedisClient, bool, list[int], list[Any] | StoreError]]:
+        """Every group, at once; a group's failure is its result, so the others finish."""
+        results: list[list[Any] | StoreError] = [[] for _ in groups]
+
+        async def one(index: int) -> None:
+            node, asking, indices = groups[index]
+            try:
+                results[index] = await run(node, indices, asking)
+            except StoreError as exc:
+                results[index] = exc
+
+        if len(groups) == 1:
+            await one(0)  # the common case (one queue, one slot): no nursery
+        else:
+            async with trio.open_nursery() as nursery:
+                for index in range(len(groups)):
+                    nursery.start_soon(one, index)
+        return [(*group, result) for group, result in zip(groups, results, strict=True)]
+
+    # -- pub/sub ---------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def subscribe(self, *channels: str | bytes,
+                        sharded: bool = False) -> AsyncIterator[ClusterSubscription]:
+        """``sharded``: ``SSUBSCRIBE`` on each node serving the channels' slots, messages
+        merged. Classic channels: ``SUBSCRIBE`` on one node (the first channel's), which
+        hears every ``PUBLISH`` in the cluster. Any node's failure raises
+        ``RedisConnectionError`` from the iteration: subscribe again."""
+        if not channels:
+            raise ValueError("subscribe needs at least one channel")
+        failures = 0
+        while True:
+            stack = AsyncExitStack()
+            try:
+                subscriptions = [
+                    await stack.enter_async_context(node.subscribe(*group, sharded=sharded))
+                    for node, group in await self._channel_groups(channels, sharded)]
+                break
+            except (RedisConnectionError, RedisReplyError) as exc:
+                await stack.aclose()
+                self._mark_stale()
+                retry = isinstance(exc, RedisConnectionError) or exc.kind in (
+                    "MOVED", "ASK", *_RETRY_KINDS)
+                if not retry or failures + 1 >= _UNAVAILABLE_TRIES:
+                    raise
+                failures += 1
+                await self._backoff(failures)
+            except BaseException:
+                await stack.aclose()
+                raise
+        error: BaseException | None = None
+        async with stack:
+            send, receive = trio.open_memory_channel[Message | StoreError](0)
+            async with trio.open_nursery() as nursery:
+                async with send:
+                    for subscription in subscriptions:
+                        nursery.start_soon(pump, subscription, send.clone())
+                try:
+                    yield ClusterSubscription(receive, channels, self._mark_stale)
+                except BaseException as exc:
+                    # Raised again outside the nursery: inside, it would come out wrapped
+                    # in an ExceptionGroup, and a caller's ``except StoreUnavailable`` miss it.
+                    error = exc
+                finally:
+                    nursery.cancel_scope.cancel()
+            if error is not None:
+                raise error
+
+    async def _channel_groups(self, channels: Sequence[str | bytes],
+                              sharded: bool) -> list[tuple[RedisClient, list[str | bytes]]]:
+        if not sharded:
+            return [(await self._node(key_slot(channels[0])), list(channels))]
+        groups: dict[int, tuple[RedisClient, list[str | bytes]]] = {}
+        for channel in channels:
+            node = await self._node(key_slot(channel))
+            groups.setdefault(id(node), (node, []))[1].append(channel)
+        return list(groups.values())
+
+    # -- lifetime --------------------------------------------------------------------------
+
+    def statistics(self) -> ClusterStatistics:
+        nodes = {client.settings.address: client.statistics()
+                 for client in self._clients.values()}
+        figures = list(nodes.values())
+
+        def total(name: str) -> int:
+            return sum(getattr(figure, name) for figure in figures)
+
+        backing_off = [f.next_connect_at for f in figures if f.next_connect_at is not None]
+        return ClusterStatistics(
+            max_connections=total("max_connections"),
+            connections_open=total("connections_open"),
+            connections_idle=total("connections_idle"),
+            connections_in_use=total("connections_in_use"),
+            slots_available=total("slots_available"),
+            tasks_waiting=total("tasks_waiting"),
+            subscriptions=total("subscriptions"),
+            commands_sent=total("commands_sent"),
+            connects=total("connects"),
+            reconnects=total("reconnects"),
+            connection_errors=total("connection_errors"),
+            timeouts=total("timeouts"),
+            reply_errors=total("reply_errors"),
+            consecutive_connect_failures=max(
+                (f.consecutive_connect_failures for f in figures), default=0),
+            next_connect_at=min(backing_off) if backing_off else None,
+            primaries=len(self._map.primaries()),
+            map_refreshes=self._refreshes,
+            map_refresh_failures=self._refresh_failures,
+            moved=self._moved,
+            asked=self._asked,
+            retries=self._retries,
+            nodes=nodes,
+        )
+
+    async def aclose(self) -> None:
+        self._closed = True
+        for client in self._clients.values():
+            await client.aclose()
+        await trio.lowlevel.checkpoint()
+
+    async def __aenter__(self) -> ClusterClient:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.aclose()
+
+
