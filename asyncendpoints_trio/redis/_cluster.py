@@ -25,9 +25,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
@@ -38,12 +37,14 @@ from .._errors import (
     ConfigurationError,
     RedisConnectionError,
     RedisReplyError,
-    ReplicationTimeout,
     StoreError,
 )
 from ._api import ReplicaWait
-from ._client import RedisClient, RedisStatistics, Script, ScriptCall, check_replicas
-from ._cluster_pubsub import ClusterSubscription, Message, pump
+from ._client import RedisClient, Script, ScriptCall
+from ._cluster_batch import RETRY_KINDS, GroupRunner, asking_scripts, scatter
+from ._cluster_pubsub import ClusterSubscription, open_subscription
+from ._cluster_stats import ClusterStatistics as ClusterStatistics
+from ._cluster_stats import cluster_statistics
 from ._cluster_url import parse_cluster_url
 from ._connection import Arg, Command
 from ._slots import Address, SlotMap, command_slot, key_slot, parse_shards, parse_slots
@@ -57,36 +58,6 @@ _ATTEMPTS: Final = 6  # tries per call: redirects and retries together
 _UNAVAILABLE_TRIES: Final = 5  # of which at most this many after "nothing was sent" / TRYAGAIN
 _BACKOFF_BASE: Final = 0.05  # 0.05, 0.1, 0.2, 0.4 (times 0.5-1.0): about a second in all
 _BACKOFF_CAP: Final = 0.4
-_RETRY_KINDS: Final = frozenset({"TRYAGAIN", "CLUSTERDOWN"})
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterStatistics:
-    """Pool figures summed over the nodes (as ``RedisStatistics``), each node's own, and
-    the routing counters."""
-
-    max_connections: int
-    connections_open: int
-    connections_idle: int
-    connections_in_use: int
-    slots_available: int
-    tasks_waiting: int
-    subscriptions: int
-    commands_sent: int
-    connects: int
-    reconnects: int
-    connection_errors: int
-    timeouts: int
-    reply_errors: int
-    consecutive_connect_failures: int  # the worst node's
-    next_connect_at: float | None  # the soonest of the nodes backing off
-    primaries: int
-    map_refreshes: int
-    map_refresh_failures: int
-    moved: int
-    asked: int
-    retries: int  # tries again after TRYAGAIN, CLUSTERDOWN or a connect that failed
-    nodes: dict[str, RedisStatistics]
 
 
 def _redirect(error: RedisReplyError, via: Address) -> Address | None:
@@ -280,17 +251,10 @@ class ClusterClient:
                 return await attempt(node, was_asking)
             except RedisReplyError as exc:
                 last = exc
-                address = _redirect(exc, (node.settings.host, node.settings.port))
-                if address is not None and exc.kind == "MOVED":
-                    self._moved += 1
-                    if slot is not None:
-                        self._map.owners[slot] = address
-                    self._mark_stale(address)
-                    target = self._client(address)
-                elif address is not None and not was_asking:
-                    self._asked += 1
-                    target, asking = self._client(address), True
-                elif exc.kind in _RETRY_KINDS and failures + 1 < _UNAVAILABLE_TRIES:
+                follow = self._follow(exc, node, slot, was_asking)
+                if follow is not None:
+                    target, asking = follow
+                elif exc.kind in RETRY_KINDS and failures + 1 < _UNAVAILABLE_TRIES:
                     failures += 1
                     self._mark_stale()
                     await self._backoff(failures)
@@ -345,40 +309,10 @@ class ClusterClient:
 
         async def attempt(node: RedisClient, asking: bool) -> Any:
             if asking:
-                replies = await self._asking_scripts(node, [(script, keys, args)], wait)
+                replies = await asking_scripts(node, [(script, keys, args)], wait)
                 return _raise_if_error(replies[0])
             return await node.evalsha(script, keys, args, wait=wait)
         return await self._routed(slot, attempt)
-
-    @staticmethod
-    async def _asking_scripts(node: RedisClient, calls: Sequence[ScriptCall],
-                              wait: ReplicaWait | None) -> list[Any]:
-        """Scripts after ``ASKING`` each, on one connection; NOSCRIPT loads and replays."""
-        tail: list[Command] = [] if wait is None or wait.replicas <= 0 else [
-            ("WAIT", wait.replicas, max(1, round(wait.timeout * 1000)))]
-        timeout = node.settings.read_timeout + (0.0 if wait is None else wait.timeout)
-        commands: list[Command] = []
-        for script, keys, args in calls:
-            commands += [("ASKING",), script.command(keys, args)]
-        raw = await node._run([*commands, *tail], timeout)
-        replies, acks = raw[1:len(commands):2], raw[len(commands):]
-        missing = [i for i, reply in enumerate(replies)
-                   if isinstance(reply, RedisReplyError) and reply.kind == "NOSCRIPT"]
-        if missing:
-            scripts = list(dict.fromkeys(calls[i][0] for i in missing))
-            again: list[Command] = [("SCRIPT", "LOAD", s.source) for s in scripts]
-            for i in missing:
-                script, keys, args = calls[i]
-                again += [("ASKING",), script.command(keys, args)]
-            raw = await node._run([*again, *tail], timeout)
-            for loaded in raw[:len(scripts)]:
-                _raise_if_error(loaded)
-            body = raw[len(scripts):len(again)]
-            for i, reply in zip(missing, body[1::2], strict=True):
-                replies[i] = reply
-            acks = raw[len(again):]
-        check_replicas(wait, acks, replies)
-        return replies
 
     # -- batches ---------------------------------------------------------------------------
 
@@ -402,214 +336,54 @@ class ClusterClient:
         async def run(node: RedisClient, indices: list[int], asking: bool) -> list[Any]:
             group = [calls[i] for i in indices]
             if asking:
-                return await self._asking_scripts(node, group, wait)
+                return await asking_scripts(node, group, wait)
             return await node.evalsha_many(group, wait=wait)
         return await self._scatter([key_slot(keys[0]) if keys else None
                                     for _, keys, _ in calls], run)
 
-    async def _scatter(self, slots: list[int | None],
-                       run: Callable[[RedisClient, list[int], bool], Awaitable[list[Any]]],
-                       ) -> list[Any]:
-        replies: list[Any] = [None] * len(slots)
-        if not slots:
-            await trio.lowlevel.checkpoint()
-            return replies
-        todo = list(range(len(slots)))
-        redirected: dict[int, tuple[RedisClient, bool]] = {}
-        failures = 0
-        shortfall: ReplicationTimeout | None = None
-        unsent: RedisConnectionError | None = None
-        for _ in range(_ATTEMPTS):
-            groups: dict[tuple[int, bool], tuple[RedisClient, bool, list[int]]] = {}
-            unsent = None
-            retry: list[int] = []
-            try:
-                await self._ensure_map()
-            except RedisConnectionError as exc:
-                unsent, retry = exc, todo
-            for i in [] if unsent is not None else todo:
-                try:
-                    node, asking = (redirected.pop(i) if i in redirected
-                                    else (self._lookup(slots[i]), False))
-                except RedisConnectionError as exc:  # a slot nobody serves (cluster down)
-                    unsent = exc
-                    retry.append(i)
-                    continue
-                groups.setdefault((id(node), asking), (node, asking, []))[2].append(i)
-            outcomes = await self._run_groups(list(groups.values()), run) if groups else []
-            todo, again = retry, unsent is not None
-            fatal: StoreError | None = None
-            for node, asking, indices, result in outcomes:
-                if isinstance(result, ReplicationTimeout):
-                    shortfall = result if shortfall is None or (
-                        result.acknowledged < shortfall.acknowledged) else shortfall
-                    result = result.reply
-                if isinstance(result, RedisConnectionError) and not result.sent:
-                    unsent = result
-                    todo += indices
-                    continue
-                if isinstance(result, StoreError):
-                    fatal = fatal or result
-                    continue
-                via = (node.settings.host, node.settings.port)
-                for i, reply in zip(indices, result, strict=True):
-                    replies[i] = reply
-                    if not isinstance(reply, RedisReplyError):
-                        continue
-                    address = _redirect(reply, via)
-                    if address is not None and reply.kind == "MOVED":
-                        self._moved += 1
-                        slot = slots[i]
-                        if slot is not None:
-                            self._map.owners[slot] = address
-                        self._mark_stale(address)
-                        redirected[i] = (self._client(address), False)
-                        todo.append(i)
-                    elif address is not None and not asking:
-                        self._asked += 1
-                        redirected[i] = (self._client(address), True)
-                        todo.append(i)
-                    elif reply.kind in _RETRY_KINDS:
-                        todo.append(i)
-                        again = True
-            if fatal is not None:
-                self._mark_stale()
-                raise fatal
-            if unsent is not None:
-                self._mark_stale()
-                again = True
-            if not todo:
-                break
-            if again:
-                if failures + 1 >= _UNAVAILABLE_TRIES:
-                    break
-                failures += 1
-                await self._backoff(failures)
-        if unsent is not None and todo:
-            raise unsent
-        if shortfall is not None:
-            raise ReplicationTimeout(str(shortfall), acknowledged=shortfall.acknowledged,
-                                     reply=replies)
-        return replies
+    async def _scatter(self, slots: list[int | None], run: GroupRunner) -> list[Any]:
+        return await scatter(self, slots, run, attempts=_ATTEMPTS,
+                             unavailable_tries=_UNAVAILABLE_TRIES)
 
-    @staticmethod
-    async def _run_groups(
-        groups: list[tuple[RedisClient, bool, list[int]]],
-        run: Callable[[RedisClient, list[int], bool], Awaitable[list[Any]]],
-    ) -> list[tuple[RedisClient, bool, list[int], list[Any] | StoreError]]:
-        """Every group, at once; a group's failure is its result, so the others finish."""
-        results: list[list[Any] | StoreError] = [[] for _ in groups]
-
-        async def one(index: int) -> None:
-            node, asking, indices = groups[index]
-            try:
-                results[index] = await run(node, indices, asking)
-            except StoreError as exc:
-                results[index] = exc
-
-        if len(groups) == 1:
-            await one(0)  # the common case (one queue, one slot): no nursery
-        else:
-            async with trio.open_nursery() as nursery:
-                for index in range(len(groups)):
-                    nursery.start_soon(one, index)
-        return [(*group, result) for group, result in zip(groups, results, strict=True)]
+    def _follow(self, error: RedisReplyError, via: RedisClient, slot: int | None,
+                asking: bool) -> tuple[RedisClient, bool] | None:
+        """Where a ``MOVED``/``ASK`` reply sends the call: (node, asking); None when it is
+        no redirect, or an ``ASK`` after ``ASKING`` (not followed twice)."""
+        address = _redirect(error, (via.settings.host, via.settings.port))
+        if address is None:
+            return None
+        if error.kind == "MOVED":
+            self._moved += 1
+            if slot is not None:
+                self._map.owners[slot] = address
+            self._mark_stale(address)
+            return self._client(address), False
+        if asking:
+            return None
+        self._asked += 1
+        return self._client(address), True
 
     # -- pub/sub ---------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def subscribe(self, *channels: str | bytes,
-                        sharded: bool = False) -> AsyncIterator[ClusterSubscription]:
+    def subscribe(self, *channels: str | bytes, sharded: bool = False
+                  ) -> AbstractAsyncContextManager[ClusterSubscription]:
         """``sharded``: ``SSUBSCRIBE`` on each node serving the channels' slots, messages
         merged. Classic channels: ``SUBSCRIBE`` on one node (the first channel's), which
         hears every ``PUBLISH`` in the cluster. Any node's failure raises
         ``RedisConnectionError`` from the iteration: subscribe again."""
         if not channels:
             raise ValueError("subscribe needs at least one channel")
-        failures = 0
-        while True:
-            stack = AsyncExitStack()
-            try:
-                subscriptions = [
-                    await stack.enter_async_context(node.subscribe(*group, sharded=sharded))
-                    for node, group in await self._channel_groups(channels, sharded)]
-                break
-            except (RedisConnectionError, RedisReplyError) as exc:
-                await stack.aclose()
-                self._mark_stale()
-                retry = isinstance(exc, RedisConnectionError) or exc.kind in (
-                    "MOVED", "ASK", *_RETRY_KINDS)
-                if not retry or failures + 1 >= _UNAVAILABLE_TRIES:
-                    raise
-                failures += 1
-                await self._backoff(failures)
-            except BaseException:
-                await stack.aclose()
-                raise
-        error: BaseException | None = None
-        async with stack:
-            send, receive = trio.open_memory_channel[Message | StoreError](0)
-            async with trio.open_nursery() as nursery:
-                async with send:
-                    for subscription in subscriptions:
-                        nursery.start_soon(pump, subscription, send.clone())
-                try:
-                    yield ClusterSubscription(receive, channels, self._mark_stale)
-                except BaseException as exc:
-                    # Raised again outside the nursery: inside, it would come out wrapped
-                    # in an ExceptionGroup, and a caller's ``except StoreUnavailable`` miss it.
-                    error = exc
-                finally:
-                    nursery.cancel_scope.cancel()
-            if error is not None:
-                raise error
-
-    async def _channel_groups(self, channels: Sequence[str | bytes],
-                              sharded: bool) -> list[tuple[RedisClient, list[str | bytes]]]:
-        if not sharded:
-            return [(await self._node(key_slot(channels[0])), list(channels))]
-        groups: dict[int, tuple[RedisClient, list[str | bytes]]] = {}
-        for channel in channels:
-            node = await self._node(key_slot(channel))
-            groups.setdefault(id(node), (node, []))[1].append(channel)
-        return list(groups.values())
+        return open_subscription(self, channels, sharded, tries=_UNAVAILABLE_TRIES)
 
     # -- lifetime --------------------------------------------------------------------------
 
     def statistics(self) -> ClusterStatistics:
-        nodes = {client.settings.address: client.statistics()
-                 for client in self._clients.values()}
-        figures = list(nodes.values())
-
-        def total(name: str) -> int:
-            return sum(getattr(figure, name) for figure in figures)
-
-        backing_off = [f.next_connect_at for f in figures if f.next_connect_at is not None]
-        return ClusterStatistics(
-            max_connections=total("max_connections"),
-            connections_open=total("connections_open"),
-            connections_idle=total("connections_idle"),
-            connections_in_use=total("connections_in_use"),
-            slots_available=total("slots_available"),
-            tasks_waiting=total("tasks_waiting"),
-            subscriptions=total("subscriptions"),
-            commands_sent=total("commands_sent"),
-            connects=total("connects"),
-            reconnects=total("reconnects"),
-            connection_errors=total("connection_errors"),
-            timeouts=total("timeouts"),
-            reply_errors=total("reply_errors"),
-            consecutive_connect_failures=max(
-                (f.consecutive_connect_failures for f in figures), default=0),
-            next_connect_at=min(backing_off) if backing_off else None,
-            primaries=len(self._map.primaries()),
-            map_refreshes=self._refreshes,
-            map_refresh_failures=self._refresh_failures,
-            moved=self._moved,
-            asked=self._asked,
-            retries=self._retries,
-            nodes=nodes,
-        )
+        return cluster_statistics(
+            {client.settings.address: client.statistics()
+             for client in self._clients.values()},
+            primaries=len(self._map.primaries()), map_refreshes=self._refreshes,
+            map_refresh_failures=self._refresh_failures, moved=self._moved,
+            asked=self._asked, retries=self._retries)
 
     async def aclose(self) -> None:
         self._closed = True

@@ -9,13 +9,19 @@ with ``RedisConnectionError``: the caller subscribes again and finds the new own
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TypeAlias
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING, TypeAlias
 
 import trio
 
-from .._errors import RedisConnectionError, StoreError
-from ._client import Subscription
+from .._errors import RedisConnectionError, RedisReplyError, StoreError
+from ._client import RedisClient, Subscription
+from ._cluster_batch import RETRY_KINDS
+from ._slots import key_slot
+
+if TYPE_CHECKING:
+    from ._cluster import ClusterClient
 
 Message: TypeAlias = tuple[bytes, bytes]
 
@@ -56,3 +62,58 @@ async def pump(subscription: Subscription,
                 await send.send(message)
         except StoreError as exc:
             await send.send(exc)
+
+
+@asynccontextmanager
+async def open_subscription(router: ClusterClient, channels: Sequence[str | bytes],
+                            sharded: bool, *, tries: int) -> AsyncIterator[ClusterSubscription]:
+    """Subscribe on every node the channels need (again, bounded, if the map was out of
+    date), then merge their messages."""
+    failures = 0
+    while True:
+        stack = AsyncExitStack()
+        try:
+            subscriptions = [
+                await stack.enter_async_context(node.subscribe(*group, sharded=sharded))
+                for node, group in await _channel_groups(router, channels, sharded)]
+            break
+        except (RedisConnectionError, RedisReplyError) as exc:
+            await stack.aclose()
+            router._mark_stale()
+            retry = isinstance(exc, RedisConnectionError) or exc.kind in (
+                "MOVED", "ASK", *RETRY_KINDS)
+            if not retry or failures + 1 >= tries:
+                raise
+            failures += 1
+            await router._backoff(failures)
+        except BaseException:
+            await stack.aclose()
+            raise
+    error: BaseException | None = None
+    async with stack:
+        send, receive = trio.open_memory_channel[Message | StoreError](0)
+        async with trio.open_nursery() as nursery:
+            async with send:
+                for subscription in subscriptions:
+                    nursery.start_soon(pump, subscription, send.clone())
+            try:
+                yield ClusterSubscription(receive, channels, router._mark_stale)
+            except BaseException as exc:
+                # Raised again outside the nursery: inside, it would come out wrapped in an
+                # ExceptionGroup, and a caller's ``except StoreUnavailable`` would miss it.
+                error = exc
+            finally:
+                nursery.cancel_scope.cancel()
+        if error is not None:
+            raise error
+
+
+async def _channel_groups(router: ClusterClient, channels: Sequence[str | bytes],
+                          sharded: bool) -> list[tuple[RedisClient, list[str | bytes]]]:
+    if not sharded:
+        return [(await router._node(key_slot(channels[0])), list(channels))]
+    groups: dict[int, tuple[RedisClient, list[str | bytes]]] = {}
+    for channel in channels:
+        node = await router._node(key_slot(channel))
+        groups.setdefault(id(node), (node, []))[1].append(channel)
+    return list(groups.values())
