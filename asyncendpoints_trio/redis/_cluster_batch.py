@@ -45,15 +45,24 @@ async def scatter(router: ClusterClient, slots: list[int | None], run: GroupRunn
             await router._ensure_map()
         except RedisConnectionError as exc:
             unsent, retry = exc, todo
+        by_slot: dict[int | None, list[int]] = {}
         for i in [] if unsent is not None else todo:
+            if i in redirected:
+                node, asking = redirected.pop(i)
+                groups.setdefault((id(node), asking), (node, asking, []))[2].append(i)
+            else:
+                by_slot.setdefault(slots[i], []).append(i)
+        for slot, indices in by_slot.items():  # one map lookup per slot, not per call
             try:
-                node, asking = (redirected.pop(i) if i in redirected
-                                else (router._lookup(slots[i]), False))
+                node = router._lookup(slot)
             except RedisConnectionError as exc:  # a slot nobody serves (cluster down)
                 unsent = exc
-                retry.append(i)
+                retry += indices
                 continue
-            groups.setdefault((id(node), asking), (node, asking, []))[2].append(i)
+            groups.setdefault((id(node), False), (node, False, []))[2].extend(indices)
+        if len(by_slot) > 1:
+            for _, _, indices in groups.values():
+                indices.sort()  # each node's calls in call order
         outcomes = await run_groups(list(groups.values()), run) if groups else []
         todo, again = retry, unsent is not None
         fatal: StoreError | None = None

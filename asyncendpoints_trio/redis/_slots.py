@@ -5,6 +5,7 @@ slot map a cluster node reports (``CLUSTER SHARDS``, or ``CLUSTER SLOTS`` before
 from __future__ import annotations
 
 import binascii
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
@@ -16,6 +17,7 @@ SLOTS: Final = 16384
 Address: TypeAlias = tuple[str, int]
 
 
+@functools.lru_cache(maxsize=4096, typed=True)  # a store's calls name the same few keys again and again
 def key_slot(key: Arg) -> int:
     """The key's hash slot: CRC16 (XMODEM, which is ``crc_hqx`` from 0) of the key, or of
     its hash tag: the text between the first ``{`` and the first ``}`` after it, if not
@@ -44,6 +46,7 @@ _NUMKEYS_AT: Final = {
 }
 
 
+@functools.lru_cache(maxsize=256)
 def _name(arg: Arg) -> str:
     return (arg.decode() if isinstance(arg, bytes) else str(arg)).upper()
 
