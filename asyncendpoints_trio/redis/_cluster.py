@@ -41,7 +41,7 @@ from .._errors import (
 )
 from ._api import ReplicaWait
 from ._client import RedisClient, Script, ScriptCall
-from ._cluster_batch import RETRY_KINDS, GroupRunner, asking_scripts, scatter
+from ._cluster_batch import RETRY_KINDS, GroupRunner, asking_scripts, scatter, unavailable
 from ._cluster_pubsub import ClusterSubscription, open_subscription
 from ._cluster_stats import ClusterStatistics as ClusterStatistics
 from ._cluster_stats import cluster_statistics
@@ -254,9 +254,11 @@ class ClusterClient:
                 follow = self._follow(exc, node, slot, was_asking)
                 if follow is not None:
                     target, asking = follow
-                elif exc.kind in RETRY_KINDS and failures + 1 < _UNAVAILABLE_TRIES:
-                    failures += 1
+                elif exc.kind in RETRY_KINDS:
                     self._mark_stale()
+                    if failures + 1 >= _UNAVAILABLE_TRIES:
+                        raise unavailable(exc) from exc
+                    failures += 1
                     await self._backoff(failures)
                 else:
                     raise
@@ -267,7 +269,10 @@ class ClusterClient:
                     raise
                 failures += 1
                 await self._backoff(failures)
+        # Redirected _ATTEMPTS times: the cluster is moving slots faster than we follow.
         assert last is not None
+        if isinstance(last, RedisReplyError):
+            raise unavailable(last) from last
         raise last
 
     async def execute(self, *args: Arg) -> Any:

@@ -21,6 +21,16 @@ GroupRunner: TypeAlias = Callable[[RedisClient, list[int], bool], Awaitable[list
 RETRY_KINDS = frozenset({"TRYAGAIN", "CLUSTERDOWN"})
 
 
+def unavailable(reply: RedisReplyError) -> RedisConnectionError:
+    """A ``TRYAGAIN``/``CLUSTERDOWN`` that outlasted the retries, as what it means to the
+    caller: the store cannot be used right now (HTTP 503), not a bad request. The call was
+    refused, so it did not run."""
+    error = RedisConnectionError(f"the cluster still answers {reply} after retries")
+    error.sent = False
+    error.__cause__ = reply
+    return error
+
+
 async def scatter(router: ClusterClient, slots: list[int | None], run: GroupRunner,
                   *, attempts: int, unavailable_tries: int) -> list[Any]:
     """Run the calls whose slots are ``slots``; see ``ClusterClient`` for what is retried.
@@ -103,6 +113,10 @@ async def scatter(router: ClusterClient, slots: list[int | None], run: GroupRunn
             await router._backoff(failures)
     if unsent is not None and todo:
         raise unsent
+    for i in todo:
+        reply = replies[i]
+        if isinstance(reply, RedisReplyError) and reply.kind in RETRY_KINDS:
+            replies[i] = unavailable(reply)
     if shortfall is not None:
         raise ReplicationTimeout(str(shortfall), acknowledged=shortfall.acknowledged,
                                  reply=replies)

@@ -17,7 +17,8 @@ SLOTS: Final = 16384
 Address: TypeAlias = tuple[str, int]
 
 
-@functools.lru_cache(maxsize=4096, typed=True)  # a store's calls name the same few keys again and again
+# Cached: a store's calls name the same few keys again and again.
+@functools.lru_cache(maxsize=4096, typed=True)
 def key_slot(key: Arg) -> int:
     """The key's hash slot: CRC16 (XMODEM, which is ``crc_hqx`` from 0) of the key, or of
     its hash tag: the text between the first ``{`` and the first ``}`` after it, if not

@@ -6,7 +6,6 @@ finished); tests that kill nodes or reshard get a cluster of their own.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
@@ -22,7 +21,7 @@ from asyncendpoints_trio.redis import ClusterClient, ReplicaWait, Script, open_c
 from asyncendpoints_trio.redis._cluster_url import parse_cluster_url
 from asyncendpoints_trio.redis._slots import command_slot, key_slot
 
-from .._redis_cluster import RedisCluster, command
+from .._redis_cluster import RedisCluster, command, wait_for
 from .._redis_server import RedisServer
 
 FAST: dict[str, Any] = {
@@ -209,20 +208,38 @@ async def test_ask_during_a_migration(cluster_client: ClusterClient,
 
 async def test_failover_is_followed_without_a_new_client(private_cluster: RedisCluster,
                                                          prefix: str) -> None:
-    victim = private_cluster.primaries()[0]
+    victim, survivor, _ = private_cluster.primaries()
     replica = private_cluster.replica_of(victim)
     names = private_cluster.keys_on(victim, 5, prefix)
+    (elsewhere,) = private_cluster.keys_on(survivor, 1, prefix + "x")
     async with fast_cluster(private_cluster.url) as client:
-        for name in names:
+        for name in [*names, elsewhere]:
             await client.evalsha(INCR_BY, [name], [7], wait=ReplicaWait(1, 2.0))
         refreshes = client.statistics().map_refreshes
         private_cluster.kill(victim)
-        # The gap: calls fail with our errors (or succeed, if the promotion was quick),
-        # and never hang.
-        with trio.fail_after(10):
-            with contextlib.suppress(StoreUnavailable):
-                await client.execute("GET", names[0])
-        await trio.to_thread.run_sync(private_cluster.wait_promoted, replica)
+        promoted = trio.Event()
+        outcomes: list[Any] = []
+
+        async def until_promoted() -> None:
+            await trio.to_thread.run_sync(private_cluster.wait_promoted, replica)
+            promoted.set()
+
+        # The gap: every call ends within its bound, with the value or one of our
+        # StoreUnavailable errors (a refused connect to the dead node, CLUSTERDOWN).
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(until_promoted)
+            while not promoted.is_set():
+                for name in (names[0], elsewhere):
+                    with trio.fail_after(5):
+                        try:
+                            outcomes.append(await client.execute("GET", name))
+                        except StoreUnavailable as exc:
+                            outcomes.append(type(exc))
+                await trio.sleep(0.02)  # paces the traffic; nothing waits on it
+        assert outcomes
+        assert all(o == b"7" or (isinstance(o, type) and issubclass(o, StoreUnavailable))
+                   for o in outcomes), outcomes
+        # After the promotion: the same client, no errors.
         with trio.fail_after(10):
             for name in names:
                 assert await client.execute("GET", name) == b"7"
@@ -233,6 +250,47 @@ async def test_failover_is_followed_without_a_new_client(private_cluster: RedisC
         # The old primary comes back as a replica of the new one; nothing changes for us.
         await trio.to_thread.run_sync(private_cluster.restart, victim)
         assert await client.execute("GET", names[1]) == b"7"
+    failed = sum(isinstance(o, type) for o in outcomes)
+    print(f"failover gap: {len(outcomes)} calls, {failed} failed with StoreUnavailable")
+
+
+async def test_a_call_cut_after_it_was_sent_is_not_retried(
+        cluster_client: ClusterClient, shared_cluster: RedisCluster, prefix: str) -> None:
+    queue = prefix + "cut"
+    port = shared_cluster.owner_of(queue)
+    await cluster_client.execute("PING")
+    before = cluster_client.statistics()
+
+    def blocked() -> bool:
+        return b"cmd=blpop" in command(port, "CLIENT", "LIST")
+
+    async def cut_when_blocked() -> None:
+        await trio.to_thread.run_sync(partial(wait_for, blocked, "a BLPOP", 5))
+        command(port, "CLIENT", "KILL", "TYPE", "normal")
+
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cut_when_blocked)
+            with pytest.raises(RedisConnectionError):
+                await cluster_client.blocking("BLPOP", queue, timeout=5)
+        after = cluster_client.statistics()
+        assert after.retries == before.retries  # it may have run: not sent again
+        assert await cluster_client.execute("RPUSH", queue, "x") == 1
+    assert cluster_client.statistics().map_refreshes == before.map_refreshes + 1
+
+
+async def test_a_cut_node_ends_the_merged_subscription(
+        cluster_client: ClusterClient, shared_cluster: RedisCluster, prefix: str) -> None:
+    channels = [names[0] for names in keys_per_primary(shared_cluster, prefix + "cut", 1)
+                .values()]
+    port = shared_cluster.owner_of(channels[1])
+    with trio.fail_after(10):
+        async with cluster_client.subscribe(*channels, sharded=True) as subscription:
+            command(port, "CLIENT", "KILL", "TYPE", "pubsub")
+            with pytest.raises(RedisConnectionError):
+                async for _ in subscription:
+                    pass
+    assert cluster_client.statistics().subscriptions == 0
 
 
 async def test_calls_to_a_dead_cluster_fail_fast(private_cluster: RedisCluster) -> None:

@@ -70,3 +70,10 @@ async def test_a_fleet_streams_events_over_the_cluster(cluster_url: str) -> None
     from .test_redis_events import test_progress_reported_on_one_instance_streams_from_another
 
     await test_progress_reported_on_one_instance_streams_from_another(cluster_url)
+
+
+async def test_the_cli_serves_over_a_cluster_url(cluster_url: str) -> None:
+    """``serve --workers 2 --redis-url redis+cluster://...``: jobs submitted over HTTP run."""
+    from ..test_cli import _several_workers
+
+    await _several_workers(cluster_url)
