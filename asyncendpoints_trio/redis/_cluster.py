@@ -128,13 +128,16 @@ class ClusterClient:
 
     # -- nodes and the map ---------------------------------------------------------------
 
+    def _closed_error(self) -> RedisConnectionError:
+        closed = RedisConnectionError("the Redis cluster client is closed")
+        closed.sent = False
+        return closed
+
     def _client(self, address: Address) -> RedisClient:
         client = self._clients.get(address)
         if client is None:
             if self._closed:
-                closed = RedisConnectionError("the Redis cluster client is closed")
-                closed.sent = False
-                raise closed
+                raise self._closed_error()
             client = RedisClient(dataclasses.replace(
                 self._settings, host=address[0], port=address[1]))
             self._clients[address] = client
@@ -233,6 +236,8 @@ class ClusterClient:
     # -- routing ---------------------------------------------------------------------------
 
     async def _backoff(self, failures: int) -> None:
+        if self._closed:  # every retry passes here: a closed client stops retrying
+            raise self._closed_error()
         self._retries += 1
         await trio.sleep(backoff_delay(failures, _BACKOFF_CAP, base=_BACKOFF_BASE))
 

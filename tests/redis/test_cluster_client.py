@@ -404,6 +404,21 @@ async def test_a_moved_slot_ends_the_sharded_subscription(
     assert (await cluster_client.node_for(channel)).settings.port == target
 
 
+async def test_a_script_spublishes_to_a_sharded_subscriber(cluster_client: ClusterClient,
+                                                            prefix: str) -> None:
+    """What a store on a cluster does: a script publishes on a shard channel of its own
+    slot (the channel is not among its declared keys), a sharded subscriber hears it."""
+    tag = "{" + prefix + "q}"
+    publish = Script("return redis.call('SPUBLISH', ARGV[1], ARGV[2])")
+    with trio.fail_after(10):
+        async with cluster_client.subscribe(tag + "done", sharded=True) as subscription:
+            assert await cluster_client.evalsha(publish, [tag + "rec"],
+                                                [tag + "done", "job-1"]) == 1
+            async for channel, data in subscription:
+                assert (channel, data) == ((tag + "done").encode(), b"job-1")
+                break
+
+
 # -- WAIT --------------------------------------------------------------------------------------
 
 async def test_wait_for_a_replica_on_every_node(cluster_client: ClusterClient,
