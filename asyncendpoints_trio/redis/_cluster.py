@@ -210,6 +210,11 @@ class ClusterClient:
             if not slot_map.covered():
                 problems.append(f"{address[0]}:{address[1]}: serves no slots yet")
                 continue
+            changed = sum(a != b for a, b in zip(self._map.owners, slot_map.owners,
+                                                 strict=True))
+            if self._loaded and changed:
+                log.info("Redis cluster: %d slots have a new primary (now %d primaries)",
+                         changed, len(slot_map.primaries()))
             self._map = slot_map
             self._loaded = True
             self._stale = False
@@ -217,6 +222,8 @@ class ClusterClient:
             self._refreshes += 1
             return
         self._refresh_failures += 1
+        log.log(logging.WARNING if self._refresh_failures == 1 else logging.DEBUG,
+                "Redis cluster: no node gave a slot map (%s)", "; ".join(problems[:3]))
         error = RedisConnectionError("no Redis cluster node gave a slot map: "
                                      + "; ".join(problems[:6]))
         error.sent = False

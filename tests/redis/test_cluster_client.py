@@ -16,7 +16,7 @@ import pytest
 import trio
 
 from asyncendpoints_trio import ConfigurationError, RedisConnectionError, RedisReplyError
-from asyncendpoints_trio._errors import ReplicationTimeout, StoreUnavailable
+from asyncendpoints_trio._errors import ReplicationTimeout, StoreError, StoreUnavailable
 from asyncendpoints_trio.redis import ClusterClient, ReplicaWait, Script, open_client
 from asyncendpoints_trio.redis._cluster_url import parse_cluster_url
 from asyncendpoints_trio.redis._slots import command_slot, key_slot
@@ -513,3 +513,27 @@ async def test_many_concurrent_callers_share_one_map_refresh(cluster_url: str) -
                 for i in range(50):
                     nursery.start_soon(partial(client.execute, "SET", f"many{i}", i))
         assert client.statistics().map_refreshes == 1
+
+
+def test_slot_map_replies_are_read() -> None:
+    from asyncendpoints_trio.redis._slots import parse_shards, parse_slots
+
+    asked = ("10.0.0.9", 7000)
+    slots = parse_slots([[0, 99, [b"", 7000, b"id1"], [b"10.0.0.2", 7001, b"id2"]],
+                         [100, 16383, [b"10.0.0.3", 7002, b"id3"]]], asked)
+    assert slots.owners[0] == slots.owners[99] == ("10.0.0.9", 7000)  # "": the node asked
+    assert slots.owners[100] == ("10.0.0.3", 7002)
+    assert slots.nodes == {("10.0.0.9", 7000), ("10.0.0.2", 7001), ("10.0.0.3", 7002)}
+
+    def node(port: int, role: bytes, health: bytes) -> list[Any]:
+        return [b"id", b"x", b"port", port, b"ip", b"10.0.0.1", b"endpoint", b"10.0.0.1",
+                b"role", role, b"health", health]
+
+    # A failed primary not yet demoted, beside the promoted replica: the online one wins.
+    shards = parse_shards([[b"slots", [0, 16383], b"nodes", [
+        node(7000, b"master", b"fail"), node(7001, b"master", b"online")]]], asked, tls=False)
+    assert shards.primaries() == [("10.0.0.1", 7001)]
+    assert shards.covered() == 16384
+    with pytest.raises(StoreError, match="unreadable"):
+        parse_shards([[b"slots", [b"x", 1], b"nodes", [node(1, b"master", b"online")]]],
+                     asked, tls=False)
