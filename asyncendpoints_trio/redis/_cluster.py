@@ -23,8 +23,6 @@ raises ``RedisConnectionError`` and the map is refreshed before the next call.
 from __future__ import annotations
 
 import dataclasses
-import logging
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
@@ -42,15 +40,14 @@ from .._errors import (
 from ._api import ReplicaWait
 from ._client import RedisClient, Script, ScriptCall
 from ._cluster_batch import RETRY_KINDS, GroupRunner, asking_scripts, scatter, unavailable
+from ._cluster_map import ClusterMap, unsent_error
 from ._cluster_pubsub import ClusterSubscription, open_subscription
 from ._cluster_stats import ClusterStatistics as ClusterStatistics
 from ._cluster_stats import cluster_statistics
 from ._cluster_url import parse_cluster_url
 from ._connection import Arg, Command
-from ._slots import Address, SlotMap, command_slot, key_slot, parse_shards, parse_slots
+from ._slots import Address, command_slot, key_slot
 from ._url import RedisSettings
-
-log = logging.getLogger("asyncendpoints_trio.redis")
 
 T = TypeVar("T")
 
@@ -90,16 +87,9 @@ class ClusterClient:
         if not seeds:
             raise ValueError("a cluster client needs at least one seed node")
         self._settings = settings
-        self._seeds = list(dict.fromkeys(seeds))
         self._clients: dict[Address, RedisClient] = {}
-        self._map = SlotMap()
-        self._loaded = False
-        self._stale = True
-        self._prefer: Address | None = None  # ask this node first at the next refresh
-        self._refreshing: trio.Event | None = None
+        self._slots = ClusterMap(seeds, self._client, tls=settings.tls)
         self._closed = False
-        self._refreshes = 0
-        self._refresh_failures = 0
         self._moved = 0
         self._asked = 0
         self._retries = 0
@@ -122,16 +112,14 @@ class ClusterClient:
         return True
 
     def sibling(self, *, max_connections: int) -> ClusterClient:
-        known = [*self._map.primaries(), *self._seeds]
+        known = [*self._slots.primaries(), *self._slots.seeds]
         return ClusterClient(dataclasses.replace(self._settings, max_connections=max_connections),
                              known)
 
     # -- nodes and the map ---------------------------------------------------------------
 
     def _closed_error(self) -> RedisConnectionError:
-        closed = RedisConnectionError("the Redis cluster client is closed")
-        closed.sent = False
-        return closed
+        return unsent_error("the Redis cluster client is closed")
 
     def _client(self, address: Address) -> RedisClient:
         client = self._clients.get(address)
@@ -149,96 +137,25 @@ class ClusterClient:
 
     async def primaries(self) -> list[RedisClient]:
         """The clients of every primary serving slots (as the map has it now)."""
-        await self._ensure_map()
-        return [self._client(address) for address in self._map.primaries()]
+        await self._slots.ensure()
+        return [self._client(address) for address in self._slots.primaries()]
 
     async def _node(self, slot: int | None) -> RedisClient:
-        await self._ensure_map()
-        return self._lookup(slot)
+        await self._slots.ensure()
+        return self._client(self._slots.owner(slot))
 
     def _lookup(self, slot: int | None) -> RedisClient:
-        if slot is None:
-            return self._client(random.choice(self._map.primaries()))
-        owner = self._map.owners[slot]
-        if owner is None:
-            self._stale = True
-            error = RedisConnectionError(f"no cluster node serves slot {slot}")
-            error.sent = False
-            raise error
-        return self._client(owner)
+        return self._client(self._slots.owner(slot))
 
     async def _ensure_map(self) -> None:
-        if self._stale or not self._loaded:
-            await self.refresh()
+        await self._slots.ensure()
 
     def _mark_stale(self, prefer: Address | None = None) -> None:
-        self._stale = True
-        if prefer is not None:
-            self._prefer = prefer
+        self._slots.mark_stale(prefer)
 
     async def refresh(self) -> None:
         """Load the slot map now; if a refresh is running, wait for that one instead."""
-        if self._refreshing is not None:
-            await self._refreshing.wait()
-            if not self._loaded:
-                error = RedisConnectionError("no Redis cluster node answered for the slot map")
-                error.sent = False
-                raise error
-            return
-        done = self._refreshing = trio.Event()
-        try:
-            await self._load_map()
-        finally:
-            self._refreshing = None
-            done.set()
-
-    async def _load_map(self) -> None:
-        known = [a for a in self._map.primaries()]
-        random.shuffle(known)
-        others = sorted(self._map.nodes - set(known))
-        order = [*([self._prefer] if self._prefer else []), *known, *others, *self._seeds]
-        # Nodes failing to connect are asked last: they most likely are the reason we ask.
-        order = sorted(dict.fromkeys(order), key=lambda a: (
-            a in self._clients and self._clients[a].statistics().consecutive_connect_failures > 0))
-        problems: list[str] = []
-        for address in order:
-            try:
-                slot_map = await self._ask_map(address)
-            except StoreError as exc:
-                problems.append(f"{address[0]}:{address[1]}: {exc}")
-                continue
-            if not slot_map.covered():
-                problems.append(f"{address[0]}:{address[1]}: serves no slots yet")
-                continue
-            changed = sum(a != b for a, b in zip(self._map.owners, slot_map.owners,
-                                                 strict=True))
-            if self._loaded and changed:
-                log.info("Redis cluster: %d slots have a new primary (now %d primaries)",
-                         changed, len(slot_map.primaries()))
-            self._map = slot_map
-            self._loaded = True
-            self._stale = False
-            self._prefer = None
-            self._refreshes += 1
-            return
-        self._refresh_failures += 1
-        log.log(logging.WARNING if self._refresh_failures == 1 else logging.DEBUG,
-                "Redis cluster: no node gave a slot map (%s)", "; ".join(problems[:3]))
-        error = RedisConnectionError("no Redis cluster node gave a slot map: "
-                                     + "; ".join(problems[:6]))
-        error.sent = False
-        raise error
-
-    async def _ask_map(self, address: Address) -> SlotMap:
-        client = self._client(address)
-        try:
-            reply = await client.execute("CLUSTER", "SHARDS")
-        except RedisReplyError as exc:
-            if "cluster support disabled" in str(exc):
-                raise
-            # Before Redis 7.0: no CLUSTER SHARDS.
-            return parse_slots(await client.execute("CLUSTER", "SLOTS"), address)
-        return parse_shards(reply, address, tls=self._settings.tls)
+        await self._slots.refresh()
 
     # -- routing ---------------------------------------------------------------------------
 
@@ -371,9 +288,7 @@ class ClusterClient:
             return None
         if error.kind == "MOVED":
             self._moved += 1
-            if slot is not None:
-                self._map.owners[slot] = address
-            self._mark_stale(address)
+            self._slots.moved(slot, address)
             return self._client(address), False
         if asking:
             return None
@@ -398,8 +313,8 @@ class ClusterClient:
         return cluster_statistics(
             {client.settings.address: client.statistics()
              for client in self._clients.values()},
-            primaries=len(self._map.primaries()), map_refreshes=self._refreshes,
-            map_refresh_failures=self._refresh_failures, moved=self._moved,
+            primaries=len(self._slots.primaries()), map_refreshes=self._slots.refreshes,
+            map_refresh_failures=self._slots.refresh_failures, moved=self._moved,
             asked=self._asked, retries=self._retries)
 
     async def aclose(self) -> None:
