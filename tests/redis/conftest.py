@@ -1,13 +1,15 @@
-"""Fixtures for the Redis client tests: private redis-servers, clients, a fault proxy.
+"""Fixtures for the Redis client tests: private redis-servers and clusters, clients, a fault
+proxy.
 
 ``REDIS_URL``, when set, is used by tests that only need "a Redis" (they use unique keys and
-never flush). Tests that kill, pause, restart, flush scripts or log in always get a private
-server.
+never flush); ``REDIS_CLUSTER_URL`` likewise by tests that only need "a Redis Cluster". Tests
+that kill, pause, restart, flush scripts, move slots or log in always get private servers.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Protocol
@@ -122,9 +124,17 @@ def settings() -> SettingsFactory:
     return fast_settings
 
 
+def _need_redis_cli() -> None:
+    if shutil.which("redis-cli") is None:
+        if os.environ.get("CI"):
+            raise RuntimeError("redis-cli is not on PATH")
+        pytest.skip("redis-cli is not installed (the Cluster tests create clusters with it)")
+
+
 @pytest.fixture(scope="session")
 def shared_cluster() -> Iterator[RedisCluster]:
     """One private Redis Cluster (3 primaries, a replica each) for the whole session."""
+    _need_redis_cli()
     with redis_cluster() as cluster:
         yield cluster
 
@@ -142,5 +152,6 @@ def cluster_url(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 def private_cluster() -> Iterator[RedisCluster]:
     """A cluster of this test's own, to kill nodes of and reshard."""
+    _need_redis_cli()
     with redis_cluster() as cluster:
         yield cluster

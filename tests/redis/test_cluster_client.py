@@ -196,6 +196,22 @@ async def test_ask_during_a_migration(cluster_client: ClusterClient,
         assert await cluster_client.pipeline([("GET", new), ("GET", old)]) == [b"new", b"old"]
         assert await cluster_client.evalsha_many([(INCR_BY, [third], [1])]) == [3]
         assert cluster_client.statistics().asked == 6
+        # Blocking calls too: the pop and the push each go to the target after an ASK.
+        queue = f"{{{tag}}}queue"
+
+        async def push_later() -> None:
+            await trio.testing.wait_all_tasks_blocked()
+            await cluster_client.execute("RPUSH", queue, "item")
+
+        with trio.fail_after(5):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(push_later)
+                assert await cluster_client.blocking("BLPOP", queue, timeout=4) == [
+                    queue.encode(), b"item"]
+            assert await cluster_client.blocking_after(
+                [("RPUSH", queue, "again")], "BLPOP", queue, timeout=1) == [
+                    1, [queue.encode(), b"again"]]
+        assert cluster_client.statistics().asked == 9
         assert cluster_client.statistics().moved == 0
     finally:
         await trio.to_thread.run_sync(shared_cluster.end_migration, slot, source, target)
