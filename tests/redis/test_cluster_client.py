@@ -220,6 +220,33 @@ async def test_ask_during_a_migration(cluster_client: ClusterClient,
     assert command(target, "GET", old) == b"old"
 
 
+async def test_tryagain_is_retried_a_bounded_while(cluster_client: ClusterClient,
+                                                   shared_cluster: RedisCluster,
+                                                   prefix: str) -> None:
+    """A multi-key call whose keys are split by a migration gets TRYAGAIN: retried with
+    backoff for about a second, then StoreUnavailable; once the slot has moved, it works."""
+    source, target, _ = shared_cluster.primaries()
+    (tag,) = shared_cluster.keys_on(source, 1, prefix + "try")
+    first, second = f"{{{tag}}}1", f"{{{tag}}}2"
+    await cluster_client.pipeline([("SET", first, "a"), ("SET", second, "b")])
+    slot = key_slot(first)
+    await trio.to_thread.run_sync(shared_cluster.begin_migration, slot, source, target)
+    try:
+        assert command(source, "MIGRATE", "127.0.0.1", target, first, 0, 5000) == b"OK"
+        retries = cluster_client.statistics().retries
+        with trio.fail_after(5), pytest.raises(RedisConnectionError, match="TRYAGAIN"):
+            await cluster_client.execute("MGET", first, second)
+        assert 0 < cluster_client.statistics().retries - retries < 5
+        # In a pipeline the same ends in place, as a StoreUnavailable.
+        with trio.fail_after(5):
+            (reply,) = await cluster_client.pipeline([("MGET", first, second)])
+        assert isinstance(reply, StoreUnavailable)
+    finally:
+        await trio.to_thread.run_sync(shared_cluster.migrate_keys, slot, source, target)
+        await trio.to_thread.run_sync(shared_cluster.end_migration, slot, source, target)
+    assert await cluster_client.execute("MGET", first, second) == [b"a", b"b"]
+
+
 # -- failover and resharding (a cluster of their own) --------------------------------------
 
 async def test_failover_is_followed_without_a_new_client(private_cluster: RedisCluster,
