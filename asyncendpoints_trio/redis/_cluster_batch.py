@@ -70,9 +70,8 @@ async def scatter(router: ClusterClient, slots: list[int | None], run: GroupRunn
                 retry += indices
                 continue
             groups.setdefault((id(node), False), (node, False, []))[2].extend(indices)
-        if len(by_slot) > 1:
-            for _, _, indices in groups.values():
-                indices.sort()  # each node's calls in call order
+        for _, _, indices in groups.values():
+            indices.sort()  # each node's calls in call order (cheap: mostly sorted runs)
         outcomes = await run_groups(list(groups.values()), run) if groups else []
         todo, again = retry, unsent is not None
         fatal: StoreError | None = None
