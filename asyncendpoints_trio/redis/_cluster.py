@@ -85,10 +85,10 @@ class ClusterClient:
 
     def __init__(self, settings: RedisSettings, seeds: Sequence[Address]) -> None:
         if not seeds:
-            raise ValueError("a cluster client needs at least one seed node")
+            raise ConfigurationError("a cluster client needs at least one seed node")
         self._settings = settings
         self._clients: dict[Address, RedisClient] = {}
-        self._slots = ClusterMap(seeds, self._client, tls=settings.tls)
+        self._slots = ClusterMap(seeds, self._client, self._failing, tls=settings.tls)
         self._closed = False
         self._moved = 0
         self._asked = 0
@@ -130,6 +130,10 @@ class ClusterClient:
                 self._settings, host=address[0], port=address[1]))
             self._clients[address] = client
         return client
+
+    def _failing(self, address: Address) -> bool:
+        client = self._clients.get(address)
+        return client is not None and client.statistics().consecutive_connect_failures > 0
 
     async def node_for(self, key: Arg) -> RedisClient:
         """The client of the primary serving ``key``'s slot (as the map has it now)."""

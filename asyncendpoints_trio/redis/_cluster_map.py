@@ -26,9 +26,12 @@ class ClusterMap:
     """``owner(slot)``; ``stale`` after a redirect or failure: ``ensure()`` reloads it."""
 
     def __init__(self, seeds: Sequence[Address], client_for: Callable[[Address], RedisClient],
-                 *, tls: bool) -> None:
+                 failing: Callable[[Address], bool], *, tls: bool) -> None:
+        """``client_for(address)``: the node's pool; ``failing(address)``: whether its
+        last connect failed (such nodes are asked last)."""
         self._seeds = list(dict.fromkeys(seeds))
         self._client_for = client_for
+        self._failing_node = failing
         self._tls = tls
         self._map = SlotMap()
         self._primaries: list[Address] = []
@@ -93,11 +96,8 @@ class ClusterMap:
         random.shuffle(known)
         others = sorted(self._map.nodes - set(known))
         order = [*([self._prefer] if self._prefer else []), *known, *others, *self._seeds]
-
-        def failing(address: Address) -> bool:
-            return self._client_for(address).statistics().consecutive_connect_failures > 0
         # Nodes failing to connect are asked last: they most likely are why we ask.
-        return sorted(dict.fromkeys(order), key=failing)
+        return sorted(dict.fromkeys(order), key=self._failing_node)
 
     async def _load(self) -> None:
         problems: list[str] = []
