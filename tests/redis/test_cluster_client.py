@@ -38,7 +38,15 @@ def fast_cluster(url: str, **overrides: Any) -> ClusterClient:
 
 @pytest.fixture
 async def cluster_client(cluster_url: str) -> AsyncIterator[ClusterClient]:
+    """On any healthy cluster (``REDIS_CLUSTER_URL`` if set)."""
     async with fast_cluster(cluster_url) as client:
+        yield client
+
+
+@pytest.fixture
+async def local_client(shared_cluster: RedisCluster) -> AsyncIterator[ClusterClient]:
+    """On the session's own cluster, for tests that look at or move its slots."""
+    async with fast_cluster(shared_cluster.url) as client:
         yield client
 
 
@@ -74,15 +82,15 @@ def test_command_slot_finds_the_first_key() -> None:
 
 # -- routing ----------------------------------------------------------------------------------
 
-async def test_each_key_lands_on_its_primary(cluster_client: ClusterClient,
+async def test_each_key_lands_on_its_primary(local_client: ClusterClient,
                                              shared_cluster: RedisCluster,
                                              prefix: str) -> None:
     for port, names in keys_per_primary(shared_cluster, prefix).items():
         for name in names:
-            assert await cluster_client.execute("SET", name, f"on {port}") == b"OK"
+            assert await local_client.execute("SET", name, f"on {port}") == b"OK"
             assert command(port, "GET", name) == f"on {port}".encode()
-            assert await cluster_client.execute("GET", name) == f"on {port}".encode()
-    stats = cluster_client.statistics()
+            assert await local_client.execute("GET", name) == f"on {port}".encode()
+    stats = local_client.statistics()
     assert stats.primaries == 3
     assert stats.moved == stats.asked == 0
     assert len(stats.nodes) == 3
@@ -95,7 +103,7 @@ async def test_keyless_commands_go_to_a_primary(cluster_client: ClusterClient) -
     assert role[0] == b"master"
 
 
-async def test_pipeline_across_nodes_keeps_call_order(cluster_client: ClusterClient,
+async def test_pipeline_across_nodes_keeps_call_order(local_client: ClusterClient,
                                                       shared_cluster: RedisCluster,
                                                       prefix: str) -> None:
     names = [name for group in keys_per_primary(shared_cluster, prefix, 4).values()
@@ -105,28 +113,28 @@ async def test_pipeline_across_nodes_keeps_call_order(cluster_client: ClusterCli
     for i, name in enumerate(names):
         commands += [("SET", name, i), ("INCR", name), ("GET", name)]
     commands.append(("LPUSH", names[0], "x"))  # a wrong-type error, in place
-    replies = await cluster_client.pipeline(commands)
+    replies = await local_client.pipeline(commands)
     assert len(replies) == len(commands)
     for i in range(len(names)):
         assert replies[3 * i:3 * i + 3] == [b"OK", i + 1, str(i + 1).encode()]
     assert isinstance(replies[-1], RedisReplyError)
     assert replies[-1].kind == "WRONGTYPE"
-    assert await cluster_client.pipeline([]) == []
+    assert await local_client.pipeline([]) == []
 
 
-async def test_evalsha_on_every_node_replays_noscript(cluster_client: ClusterClient,
+async def test_evalsha_on_every_node_replays_noscript(local_client: ClusterClient,
                                                       shared_cluster: RedisCluster,
                                                       prefix: str) -> None:
     groups = keys_per_primary(shared_cluster, prefix, 2)
     for port in groups:
         assert command(port, "SCRIPT", "FLUSH") == b"OK"
     for names in groups.values():
-        assert await cluster_client.evalsha(INCR_BY, [names[0]], [5]) == 5
+        assert await local_client.evalsha(INCR_BY, [names[0]], [5]) == 5
     for port in groups:
         command(port, "SCRIPT", "FLUSH")
     calls = [(INCR_BY, [name], [i]) for i, name in enumerate(sorted(
         name for names in groups.values() for name in names))]
-    replies = await cluster_client.evalsha_many(calls)
+    replies = await local_client.evalsha_many(calls)
     expected = []
     for i, (_, (name,), _) in enumerate(calls):
         first = any(name == names[0] for names in groups.values())
@@ -158,69 +166,69 @@ async def test_blocking_pop_on_its_node(cluster_client: ClusterClient, prefix: s
 
 # -- redirects --------------------------------------------------------------------------------
 
-async def test_moved_updates_the_map(cluster_client: ClusterClient,
+async def test_moved_updates_the_map(local_client: ClusterClient,
                                      shared_cluster: RedisCluster, prefix: str) -> None:
     source, target, _ = shared_cluster.primaries()
     (name,) = shared_cluster.keys_on(source, 1, prefix + "moved")
-    await cluster_client.execute("SET", name, "v")
+    await local_client.execute("SET", name, "v")
     await trio.to_thread.run_sync(shared_cluster.move_slot, key_slot(name), target)
-    assert await cluster_client.execute("GET", name) == b"v"
-    moved = cluster_client.statistics().moved
+    assert await local_client.execute("GET", name) == b"v"
+    moved = local_client.statistics().moved
     assert moved == 1
-    assert await cluster_client.execute("GET", name) == b"v"
-    assert (await cluster_client.node_for(name)).settings.port == target
-    assert cluster_client.statistics().moved == moved  # straight there now
+    assert await local_client.execute("GET", name) == b"v"
+    assert (await local_client.node_for(name)).settings.port == target
+    assert local_client.statistics().moved == moved  # straight there now
     # A pipeline follows a MOVED reply in place too.
     await trio.to_thread.run_sync(shared_cluster.move_slot, key_slot(name), source)
-    assert await cluster_client.pipeline([("GET", name), ("PING",)]) == [b"v", b"PONG"]
-    assert cluster_client.statistics().moved == moved + 1
+    assert await local_client.pipeline([("GET", name), ("PING",)]) == [b"v", b"PONG"]
+    assert local_client.statistics().moved == moved + 1
 
 
-async def test_ask_during_a_migration(cluster_client: ClusterClient,
+async def test_ask_during_a_migration(local_client: ClusterClient,
                                       shared_cluster: RedisCluster, prefix: str) -> None:
     source, _, target = shared_cluster.primaries()
     (tag,) = shared_cluster.keys_on(source, 1, prefix + "ask")
     old, new, third = (f"{{{tag}}}{name}" for name in ("old", "new", "third"))
     slot = key_slot(old)
-    await cluster_client.execute("SET", old, "old")
+    await local_client.execute("SET", old, "old")
     await trio.to_thread.run_sync(shared_cluster.begin_migration, slot, source, target)
     try:
-        assert await cluster_client.execute("GET", old) == b"old"  # still at the source
-        assert cluster_client.statistics().asked == 0
+        assert await local_client.execute("GET", old) == b"old"  # still at the source
+        assert local_client.statistics().asked == 0
         # A new key of a migrating slot goes to the target: ASK, followed.
-        assert await cluster_client.execute("SET", new, "new") == b"OK"
-        assert cluster_client.statistics().asked == 1
+        assert await local_client.execute("SET", new, "new") == b"OK"
+        assert local_client.statistics().asked == 1
         await trio.to_thread.run_sync(shared_cluster.migrate_keys, slot, source, target)
-        assert await cluster_client.execute("GET", old) == b"old"
-        assert await cluster_client.evalsha(INCR_BY, [third], [2]) == 2
-        assert await cluster_client.pipeline([("GET", new), ("GET", old)]) == [b"new", b"old"]
-        assert await cluster_client.evalsha_many([(INCR_BY, [third], [1])]) == [3]
-        assert cluster_client.statistics().asked == 6
+        assert await local_client.execute("GET", old) == b"old"
+        assert await local_client.evalsha(INCR_BY, [third], [2]) == 2
+        assert await local_client.pipeline([("GET", new), ("GET", old)]) == [b"new", b"old"]
+        assert await local_client.evalsha_many([(INCR_BY, [third], [1])]) == [3]
+        assert local_client.statistics().asked == 6
         # Blocking calls too: the pop and the push each go to the target after an ASK.
         queue = f"{{{tag}}}queue"
 
         async def push_later() -> None:
             await trio.testing.wait_all_tasks_blocked()
-            await cluster_client.execute("RPUSH", queue, "item")
+            await local_client.execute("RPUSH", queue, "item")
 
         with trio.fail_after(5):
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(push_later)
-                assert await cluster_client.blocking("BLPOP", queue, timeout=4) == [
+                assert await local_client.blocking("BLPOP", queue, timeout=4) == [
                     queue.encode(), b"item"]
-            assert await cluster_client.blocking_after(
+            assert await local_client.blocking_after(
                 [("RPUSH", queue, "again")], "BLPOP", queue, timeout=1) == [
                     1, [queue.encode(), b"again"]]
-        assert cluster_client.statistics().asked == 9
-        assert cluster_client.statistics().moved == 0
+        assert local_client.statistics().asked == 9
+        assert local_client.statistics().moved == 0
     finally:
         await trio.to_thread.run_sync(shared_cluster.end_migration, slot, source, target)
-    assert await cluster_client.execute("GET", new) == b"new"
-    assert cluster_client.statistics().moved == 1
+    assert await local_client.execute("GET", new) == b"new"
+    assert local_client.statistics().moved == 1
     assert command(target, "GET", old) == b"old"
 
 
-async def test_tryagain_is_retried_a_bounded_while(cluster_client: ClusterClient,
+async def test_tryagain_is_retried_a_bounded_while(local_client: ClusterClient,
                                                    shared_cluster: RedisCluster,
                                                    prefix: str) -> None:
     """A multi-key call whose keys are split by a migration gets TRYAGAIN: retried with
@@ -228,23 +236,23 @@ async def test_tryagain_is_retried_a_bounded_while(cluster_client: ClusterClient
     source, target, _ = shared_cluster.primaries()
     (tag,) = shared_cluster.keys_on(source, 1, prefix + "try")
     first, second = f"{{{tag}}}1", f"{{{tag}}}2"
-    await cluster_client.pipeline([("SET", first, "a"), ("SET", second, "b")])
+    await local_client.pipeline([("SET", first, "a"), ("SET", second, "b")])
     slot = key_slot(first)
     await trio.to_thread.run_sync(shared_cluster.begin_migration, slot, source, target)
     try:
         assert command(source, "MIGRATE", "127.0.0.1", target, first, 0, 5000) == b"OK"
-        retries = cluster_client.statistics().retries
+        retries = local_client.statistics().retries
         with trio.fail_after(5), pytest.raises(RedisConnectionError, match="TRYAGAIN"):
-            await cluster_client.execute("MGET", first, second)
-        assert 0 < cluster_client.statistics().retries - retries < 5
+            await local_client.execute("MGET", first, second)
+        assert 0 < local_client.statistics().retries - retries < 5
         # In a pipeline the same ends in place, as a StoreUnavailable.
         with trio.fail_after(5):
-            (reply,) = await cluster_client.pipeline([("MGET", first, second)])
+            (reply,) = await local_client.pipeline([("MGET", first, second)])
         assert isinstance(reply, StoreUnavailable)
     finally:
         await trio.to_thread.run_sync(shared_cluster.migrate_keys, slot, source, target)
         await trio.to_thread.run_sync(shared_cluster.end_migration, slot, source, target)
-    assert await cluster_client.execute("MGET", first, second) == [b"a", b"b"]
+    assert await local_client.execute("MGET", first, second) == [b"a", b"b"]
 
 
 # -- failover and resharding (a cluster of their own) --------------------------------------
@@ -298,11 +306,11 @@ async def test_failover_is_followed_without_a_new_client(private_cluster: RedisC
 
 
 async def test_a_call_cut_after_it_was_sent_is_not_retried(
-        cluster_client: ClusterClient, shared_cluster: RedisCluster, prefix: str) -> None:
+        local_client: ClusterClient, shared_cluster: RedisCluster, prefix: str) -> None:
     queue = prefix + "cut"
     port = shared_cluster.owner_of(queue)
-    await cluster_client.execute("PING")
-    before = cluster_client.statistics()
+    await local_client.execute("PING")
+    before = local_client.statistics()
 
     def blocked() -> bool:
         return b"cmd=blpop" in command(port, "CLIENT", "LIST")
@@ -315,25 +323,25 @@ async def test_a_call_cut_after_it_was_sent_is_not_retried(
         async with trio.open_nursery() as nursery:
             nursery.start_soon(cut_when_blocked)
             with pytest.raises(RedisConnectionError):
-                await cluster_client.blocking("BLPOP", queue, timeout=5)
-        after = cluster_client.statistics()
+                await local_client.blocking("BLPOP", queue, timeout=5)
+        after = local_client.statistics()
         assert after.retries == before.retries  # it may have run: not sent again
-        assert await cluster_client.execute("RPUSH", queue, "x") == 1
-    assert cluster_client.statistics().map_refreshes == before.map_refreshes + 1
+        assert await local_client.execute("RPUSH", queue, "x") == 1
+    assert local_client.statistics().map_refreshes == before.map_refreshes + 1
 
 
 async def test_a_cut_node_ends_the_merged_subscription(
-        cluster_client: ClusterClient, shared_cluster: RedisCluster, prefix: str) -> None:
+        local_client: ClusterClient, shared_cluster: RedisCluster, prefix: str) -> None:
     channels = [names[0] for names in keys_per_primary(shared_cluster, prefix + "cut", 1)
                 .values()]
     port = shared_cluster.owner_of(channels[1])
     with trio.fail_after(10):
-        async with cluster_client.subscribe(*channels, sharded=True) as subscription:
+        async with local_client.subscribe(*channels, sharded=True) as subscription:
             command(port, "CLIENT", "KILL", "TYPE", "pubsub")
             with pytest.raises(RedisConnectionError):
                 async for _ in subscription:
                     pass
-    assert cluster_client.statistics().subscriptions == 0
+    assert local_client.statistics().subscriptions == 0
 
 
 async def test_calls_to_a_dead_cluster_fail_fast(private_cluster: RedisCluster) -> None:
@@ -397,16 +405,16 @@ async def test_reshard_under_writes_loses_nothing(private_cluster: RedisCluster,
 
 # -- pub/sub ------------------------------------------------------------------------------------
 
-async def test_sharded_subscribe_spans_every_primary(cluster_client: ClusterClient,
+async def test_sharded_subscribe_spans_every_primary(local_client: ClusterClient,
                                                      shared_cluster: RedisCluster,
                                                      prefix: str) -> None:
     channels = [name for names in keys_per_primary(shared_cluster, prefix + "ch", 2).values()
                 for name in names]
     with trio.fail_after(10):
-        async with cluster_client.subscribe(*channels, sharded=True) as subscription:
-            assert cluster_client.statistics().subscriptions == 3
+        async with local_client.subscribe(*channels, sharded=True) as subscription:
+            assert local_client.statistics().subscriptions == 3
             for channel in channels:
-                assert await cluster_client.execute("SPUBLISH", channel, channel) == 1
+                assert await local_client.execute("SPUBLISH", channel, channel) == 1
             received = set()
             async for channel, data in subscription:
                 assert channel == data
@@ -414,7 +422,7 @@ async def test_sharded_subscribe_spans_every_primary(cluster_client: ClusterClie
                 if len(received) == len(channels):
                     break
     assert received == set(channels)
-    assert cluster_client.statistics().subscriptions == 0
+    assert local_client.statistics().subscriptions == 0
 
 
 async def test_classic_subscribe_hears_publish_from_any_node(cluster_client: ClusterClient,
@@ -433,23 +441,23 @@ async def test_classic_subscribe_hears_publish_from_any_node(cluster_client: Clu
 
 
 async def test_a_moved_slot_ends_the_sharded_subscription(
-        cluster_client: ClusterClient, shared_cluster: RedisCluster, prefix: str) -> None:
+        local_client: ClusterClient, shared_cluster: RedisCluster, prefix: str) -> None:
     source, target, _ = shared_cluster.primaries()
     (channel,) = shared_cluster.keys_on(source, 1, prefix + "sch")
     (other,) = shared_cluster.keys_on(target, 1, prefix + "sch")
     with trio.fail_after(15):
-        async with cluster_client.subscribe(channel, other, sharded=True) as subscription:
+        async with local_client.subscribe(channel, other, sharded=True) as subscription:
             await trio.to_thread.run_sync(shared_cluster.move_slot, key_slot(channel), target)
             with pytest.raises(RedisConnectionError, match="slot moved"):
                 async for _ in subscription:
                     pass
         # Subscribing again finds the channel's new node.
-        async with cluster_client.subscribe(channel, sharded=True) as subscription:
-            assert await cluster_client.execute("SPUBLISH", channel, "here") == 1
+        async with local_client.subscribe(channel, sharded=True) as subscription:
+            assert await local_client.execute("SPUBLISH", channel, "here") == 1
             async for _, data in subscription:
                 assert data == b"here"
                 break
-    assert (await cluster_client.node_for(channel)).settings.port == target
+    assert (await local_client.node_for(channel)).settings.port == target
 
 
 async def test_a_script_spublishes_to_a_sharded_subscriber(cluster_client: ClusterClient,
@@ -469,17 +477,17 @@ async def test_a_script_spublishes_to_a_sharded_subscriber(cluster_client: Clust
 
 # -- WAIT --------------------------------------------------------------------------------------
 
-async def test_wait_for_a_replica_on_every_node(cluster_client: ClusterClient,
+async def test_wait_for_a_replica_on_every_node(local_client: ClusterClient,
                                                 shared_cluster: RedisCluster,
                                                 prefix: str) -> None:
     names = [names[0] for names in keys_per_primary(shared_cluster, prefix + "w", 1).values()]
     wait = ReplicaWait(1, 2.0)
-    assert await cluster_client.evalsha(INCR_BY, [names[0]], [1], wait=wait) == 1
-    replies = await cluster_client.evalsha_many([(INCR_BY, [n], [2]) for n in names],
+    assert await local_client.evalsha(INCR_BY, [names[0]], [1], wait=wait) == 1
+    replies = await local_client.evalsha_many([(INCR_BY, [n], [2]) for n in names],
                                                 wait=wait)
     assert replies == [3, 2, 2]
     with pytest.raises(ReplicationTimeout) as caught:
-        await cluster_client.evalsha_many([(INCR_BY, [n], [1]) for n in names],
+        await local_client.evalsha_many([(INCR_BY, [n], [1]) for n in names],
                                           wait=ReplicaWait(2, 0.05))
     assert caught.value.acknowledged == 1
     assert caught.value.reply == [4, 3, 3]  # the writes were applied, in call order
