@@ -124,6 +124,7 @@ async def test_plain_hypercorn_runs_the_runtime() -> None:
     ["--redis-url", "http://nope"],
     ["--redis-url", "redis://localhost:notaport"],
     ["--redis-url", "redis+sentinel://localhost:26379"],  # no service name
+    ["--redis-url", "redis+cluster://localhost:7000/3"],
     ["--lease-ttl", "1", "--heartbeat", "5"],
     ["--queue", "has space"],
 ])

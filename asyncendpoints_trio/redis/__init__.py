@@ -9,6 +9,9 @@
             async for channel, data in subscription:
                 ...
 
+``ClusterClient`` (``redis+cluster://host:port,host:port/``) routes the same calls over a
+Redis Cluster by hash slot, following ``MOVED``/``ASK`` and failovers.
+
 Errors are those of ``asyncendpoints_trio._errors``: ``RedisReplyError`` for error replies,
 ``RedisConnectionError``/``RedisTimeoutError``/``PoolTimeout`` (all ``StoreUnavailable``)
 for everything that means "Redis cannot be used right now".
@@ -21,6 +24,9 @@ from ._client import RedisStatistics as RedisStatistics
 from ._client import Script as Script
 from ._client import ScriptCall as ScriptCall
 from ._client import Subscription as Subscription
+from ._cluster import ClusterClient as ClusterClient
+from ._cluster import ClusterStatistics as ClusterStatistics
+from ._cluster_pubsub import ClusterSubscription as ClusterSubscription
 from ._connection import Arg as Arg
 from ._connection import Command as Command
 from ._factory import open_client as open_client
@@ -33,6 +39,9 @@ from ._url import parse_url as parse_url
 
 __all__ = [
     "Arg",
+    "ClusterClient",
+    "ClusterStatistics",
+    "ClusterSubscription",
     "Command",
     "RedisAPI",
     "RedisClient",
