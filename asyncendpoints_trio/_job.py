@@ -40,9 +40,13 @@ TRANSITIONS: Mapping[JobStatus, frozenset[JobStatus]] = {
         }
     ),
     JobStatus.COMPLETED: frozenset(),
-    JobStatus.FAILED: frozenset(),
-    JobStatus.CANCELED: frozenset(),
+    # An operator's retry (the admin API): back in the queue with a fresh attempt budget.
+    JobStatus.FAILED: frozenset({JobStatus.QUEUED}),
+    JobStatus.CANCELED: frozenset({JobStatus.QUEUED}),
 }
+
+# What an operator may put back in the queue (``retry``): the ends that were not a success.
+RETRYABLE: frozenset[JobStatus] = frozenset({JobStatus.FAILED, JobStatus.CANCELED})
 
 
 def check_transition(job_id: str, old: JobStatus, new: JobStatus) -> None:
@@ -112,6 +116,19 @@ class Attempt:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """An operator's action on a job through the admin API, kept with the job."""
+
+    action: str  # retry | cancel
+    by: str | None  # who, as the app's ``actor`` hook names them; None: not said
+    at: float  # Unix seconds
+
+
+# How many audit entries a job keeps (the latest ones).
+MAX_AUDIT_KEPT = 20
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     """An immutable snapshot of one job; stores hand out snapshots, never live records.
 
@@ -152,6 +169,8 @@ class Job:
     # Grows with every stored change of the job (status, progress, a cancel request): the
     # id of its events on the event stream, the same on every instance.
     version: int = 0
+    # Operators' retries and cancels (admin API), the latest MAX_AUDIT_KEPT, oldest first.
+    audit: tuple[AuditEntry, ...] = ()
 
     @property
     def is_terminal(self) -> bool:

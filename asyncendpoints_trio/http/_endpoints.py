@@ -20,11 +20,13 @@ from .._job import MAX_PRIORITY, MIN_PRIORITY, Job
 from .._retry import RetryPolicy
 from ..runtime import OUTCOME_FLUSH, Runtime
 from ..runtime._statistics import RuntimeStatistics
+from ..stores._admin import admin_of
 from ..stores._memory import MemoryStore
 from ..stores._protocol import JobStore, NewJob, Submitted
 from ..telemetry._instrumented import InstrumentedStore
 from ..telemetry._tracing import send_span
 from ._access import AuthorizeHook, OwnerOf
+from ._admin import ActorOf, AdminHook, AdminOptions, make_admin_views
 from ._connection_fix import install_connection_fix
 from ._events import EventStreams
 from ._idempotency import InFlight
@@ -86,6 +88,7 @@ class AsyncEndpoints:
         self._ours = OurPaths()
         self.in_flight = InFlight()  # keys of submits still being processed here
         self.event_streams = EventStreams()  # the job event streams open now
+        self.admin: AdminOptions | None = None  # set by map_admin
         self.app: Quart | None = None
         if app is not None:
             self.init_app(app)
@@ -242,6 +245,39 @@ class AsyncEndpoints:
         # Everything below the rule's fixed part (/jobs/<id>/anything) is ours too.
         self._ours.add(rule, subtree=True)
 
+    def map_admin(self, prefix: str = "/admin", *, authorize: AdminHook,
+                  actor: ActorOf | None = None, show_payloads: bool = False) -> None:
+        """The admin API under ``prefix`` (see docs/pages/admin.md): list, inspect, retry
+        and cancel jobs; the fleet's instances; queue statistics.
+
+        ``authorize(request)`` is required and runs before every admin route: ``True``
+        admits, ``False`` answers 403, a response is sent instead. ``actor(request)``
+        names who acts, for the audit entries of retries and cancels. Payloads (which may
+        hold personal data) are shown only with ``show_payloads``.
+        """
+        app = self._require_app()
+        if authorize is None or not callable(authorize):
+            raise TypeError("map_admin needs authorize=hook: there is no admin API "
+                            "without an authorization check")
+        if self.admin is not None:
+            raise ConfigurationError("map_admin was called already")
+        if not prefix.startswith("/") or prefix.endswith("/") or "<" in prefix:
+            raise ConfigurationError(f"the admin prefix {prefix!r} must start with '/', "
+                                     "not end with one, and have no variables")
+        self.admin = AdminOptions(prefix, authorize, actor, show_payloads)
+        views = make_admin_views(self, self.admin)
+        base = f"{_PREFIX}.admin"
+        app.add_url_rule(f"{prefix}/jobs", f"{base}.jobs", views["jobs"], methods=["GET"])
+        app.add_url_rule(f"{prefix}/jobs/<job_id>", f"{base}.job", views["job"],
+                         methods=["GET", "DELETE"])
+        app.add_url_rule(f"{prefix}/jobs/<job_id>/retry", f"{base}.retry", views["retry"],
+                         methods=["POST"])
+        app.add_url_rule(f"{prefix}/instances", f"{base}.instances", views["instances"],
+                         methods=["GET"])
+        app.add_url_rule(f"{prefix}/stats", f"{base}.stats", views["stats"], methods=["GET"])
+        self._ours.add(f"{prefix}/<path:rest>", subtree=True)
+        self._openapi = None
+
     def map_metrics(self, rule: str = "/metrics") -> None:
         """Serve the Prometheus page (text exposition) at ``rule``."""
         app = self._require_app()
@@ -336,10 +372,15 @@ class AsyncEndpoints:
             return float(retention)
         return self.config.retention
 
-    async def cancel(self, job_id: str) -> Job | None:
+    async def cancel(self, job_id: str, *, audited: bool = False,
+                     by: str | None = None) -> Job | None:
+        """Cancel a job: at once if it waits, by request if it runs. ``audited``: an
+        operator's cancel, kept in the job's audit (``by``: who)."""
         if self.runtime is None:
+            if audited:
+                return await admin_of(self.store).cancel_audited(job_id, by=by)
             return await self.store.cancel(job_id)
-        return await self.runtime.cancel(job_id)
+        return await self.runtime.cancel(job_id, audited=audited, by=by)
 
     def end_event_streams(self) -> None:
         """End every open job event stream (and each one opened from now on, after its
@@ -415,7 +456,8 @@ class AsyncEndpoints:
             self._openapi = orjson.dumps(build_openapi(
                 self._title, self._routes, self._job_rule,
                 guarded=self._job_authorized or self.owner_of is not None,
-                operation_rule=self._operation_rule))
+                operation_rule=self._operation_rule,
+                admin_prefix=None if self.admin is None else self.admin.prefix))
         return Response(self._openapi, content_type="application/json")
 
     async def _http_error(self, exc: HTTPException) -> Any:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._handlers import HandlerSpec
+from ._admin_openapi import SCHEMAS as ADMIN_SCHEMAS
+from ._admin_openapi import admin_paths
 from ._idempotency import KEY_PATTERN
 from ._request import NOT_BEFORE_PATTERN
 
@@ -180,7 +182,8 @@ def _job_of(name: str, result: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_openapi(title: str, routes: list[RouteInfo], job_rule: str | None, *,
-                  guarded: bool = False, operation_rule: str | None = None) -> dict[str, Any]:
+                  guarded: bool = False, operation_rule: str | None = None,
+                  admin_prefix: str | None = None) -> dict[str, Any]:
     schemas: dict[str, Any] = {"Job": _JOB_SCHEMA, "Problem": _PROBLEM_SCHEMA,
                                "JobError": _ERROR_SCHEMA, "JobException": _EXCEPTION_SCHEMA,
                                "Attempt": _ATTEMPT_SCHEMA}
@@ -280,5 +283,8 @@ def build_openapi(title: str, routes: list[RouteInfo], job_rule: str | None, *,
                                       "$ref": "#/components/schemas/Operation"}}}},
                           "404": _problem(hidden), **refusals,
                           "503": _problem("Store unavailable")}}}
+    if admin_prefix is not None:
+        schemas.update(ADMIN_SCHEMAS)
+        paths.update(admin_paths(admin_prefix, _problem))
     return {"openapi": "3.1.0", "info": {"title": title, "version": "1"}, "paths": paths,
             "components": {"schemas": schemas}}

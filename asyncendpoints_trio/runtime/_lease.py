@@ -7,6 +7,13 @@ Two loops:
   waits to be written. Renewal stops only when the lease is lost. The store's answers turn
   into cancellations: a refused renewal means a peer may run the job now, so our handler
   must stop; a cancel request means a user asked for it.
+- **Presence.** Whether or not it holds leases, the keeper renews this instance's presence
+  record on the store (who it is, how many jobs it holds), which expires one lease TTL
+  after its last renewal: the admin API's list of live instances. It renews on the
+  heartbeat's ticks, but only as often as keeps the record alive: every k-th tick, k the
+  most ticks that fit in three quarters of a TTL. So an idle instance pays one store call
+  per ~0.75 TTL for it (on Redis one command), and a killed one leaves the list within a
+  TTL.
 - **The local deadline.** Each lease is known to be valid until the time its last accepted
   renewal was *sent* plus the TTL (the store set its deadline later than that, never
   earlier). A margin before that moment the handler is cancelled as lease-lost, whatever
@@ -19,12 +26,13 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import trio
 
 from .._logging import job_fields
 from .._text import plural
+from ..stores._admin import AdminStore, InstanceInfo
 from ..stores._protocol import JobStore
 from ._actor import Actor
 from ._held import CancelReason, HeldJob, HeldJobs, Phase
@@ -49,6 +57,7 @@ class LeaseStats:
     cancel_requests: int = 0
     store_errors: int = 0
     progress_written: int = 0  # progress reports sent with renewals
+    announcements: int = 0  # presence renewals the store accepted
 
 
 @dataclass(slots=True)
@@ -58,15 +67,35 @@ class LeaseKeeper(Actor):
     owner: str
     lease_ttl: float
     interval: float
+    # Who this instance is, for its presence record; None: no record (a store without
+    # the admin API, or a test's keeper).
+    presence: InstanceInfo | None = None
     stats: LeaseStats = field(default_factory=LeaseStats)
     _failing: bool = False
 
     async def run(self) -> None:
+        every = max(1, math.floor(self.lease_ttl * 0.75 / self.interval))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watch_deadlines)
+            tick = 0
             while True:
+                if tick % every == 0:
+                    await self.announce_once()
+                tick += 1
                 await trio.sleep(self.interval)
                 await self.renew_once()
+
+    async def announce_once(self) -> None:
+        if self.presence is None or not isinstance(self.store, AdminStore):
+            return
+        info = replace(self.presence, jobs_held=len(self.held))
+        try:
+            await self.store.announce(info, self.lease_ttl)
+        except Exception as exc:
+            # Renewals log store trouble; the record just lapses until the store is back.
+            log.debug("renewing the presence of %s failed: %s", info.id, exc)
+            return
+        self.stats.announcements += 1
 
     def _keeps(self, held: HeldJob) -> bool:
         # Renewal goes on until the store refuses the lease, even for a job whose handler

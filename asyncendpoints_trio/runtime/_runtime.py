@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import random
+import socket
+import time
 from typing import Any
 
 import trio
@@ -24,6 +27,7 @@ from .._errors import NotAccepting
 from .._handlers import HandlerRegistry
 from .._job import Job, JobStatus
 from .._text import plural
+from ..stores._admin import InstanceInfo, admin_of
 from ..stores._protocol import JobStore, NewJob, Outcome, Submitted
 from ..telemetry._recorder import JobRecorder, NullRecorder
 from ._actor import Actor
@@ -124,7 +128,10 @@ class Runtime:
         pool = WorkerPool(attempts, self.held, cfg.concurrency, jobs_rx, out_tx)
         writer = OutcomeWriter(self.store, self.held, out_rx, cfg.restart_backoff_max,
                                cfg.batch_bytes, self.recorder)
-        keeper = LeaseKeeper(self.store, self.held, owner, cfg.lease_ttl, cfg.heartbeat_interval)
+        presence = InstanceInfo(owner, socket.gethostname(), os.getpid(), time.time(),
+                                cfg.concurrency)
+        keeper = LeaseKeeper(self.store, self.held, owner, cfg.lease_ttl, cfg.heartbeat_interval,
+                             presence)
         events = StoreEvents(self.store, self.held)
         self._actors = {"intake": intake, "recovery": recovery, "store_events": events}
         if cfg.run_workers:
@@ -232,8 +239,14 @@ class Runtime:
     async def wait_for_terminal(self, job_id: str, timeout: float) -> Job | None:
         return await self.store.wait_for_terminal(job_id, timeout)
 
-    async def cancel(self, job_id: str) -> Job | None:
-        job = await self.store.cancel(job_id)
+    async def cancel(self, job_id: str, *, audited: bool = False,
+                     by: str | None = None) -> Job | None:
+        """``audited``: an operator's cancel (the admin API), which the job's audit keeps,
+        with ``by``; the store must be an ``AdminStore`` then."""
+        if audited:
+            job = await admin_of(self.store).cancel_audited(job_id, by=by)
+        else:
+            job = await self.store.cancel(job_id)
         if job is not None and job.status is JobStatus.IN_PROGRESS:
             # Our own job: stop it now. A peer's job: its lease keeper hears on renewal.
             self.held.cancel(job_id, CancelReason.USER)

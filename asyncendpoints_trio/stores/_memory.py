@@ -24,9 +24,29 @@ import trio
 
 from .._error_info import error_from_message
 from .._errors import IdempotencyConflict, QueueFull
-from .._job import TERMINAL, Attempt, Job, JobStatus, check_transition
+from .._job import (
+    MAX_AUDIT_KEPT,
+    RETRYABLE,
+    TERMINAL,
+    Attempt,
+    AuditEntry,
+    Job,
+    JobStatus,
+    check_transition,
+)
+from ._admin import (
+    Inspected,
+    Instance,
+    InstanceInfo,
+    JobPage,
+    JobQuery,
+    QueueStats,
+    Retried,
+    audit_appended,
+)
 from ._feeds import JobFeeds, JobWatch
 from ._history import appended, error_summary, outcome_label
+from ._memory_index import JobIndex, Presence, Rates
 from ._protocol import (
     AckCancel,
     Claimed,
@@ -87,6 +107,7 @@ class MemoryStore:
         self._leases: list[tuple[float, int, str, int]] = []  # (deadline, seq, id, token)
         self._deadline: dict[str, float] = {}  # current lease deadline of each held job
         self._retention: list[tuple[float, str]] = []
+        self._expires: dict[str, float] = {}  # the current purge time of each terminal job
         self._idempotency: dict[str, tuple[str, str]] = {}  # key -> (job id, fingerprint)
         self._key_of: dict[str, str] = {}  # job id -> its idempotency key
         self._terminal_events: dict[str, trio.Event] = {}
@@ -96,6 +117,9 @@ class MemoryStore:
         self._fenced = 0
         self._cancel_listeners: list[Callable[[str], None]] = []
         self.feeds = JobFeeds()
+        self._index = JobIndex()
+        self._rates = Rates()
+        self._presence = Presence()
 
     # ---- internal bookkeeping ------------------------------------------------------------
 
@@ -116,12 +140,20 @@ class MemoryStore:
             self._size_of[new.id] = size
         self._counts[new.status] += 1
         self._jobs[new.id] = new
+        if old is None:
+            self._index.add(new)
+        else:
+            self._index.moved(old, new)
         if new.status in TERMINAL:
             self._deadline.pop(new.id, None)
-            heapq.heappush(self._retention, (self._now() + self.retention, new.id))
+            purge_at = self._now() + self.retention
+            self._expires[new.id] = purge_at
+            heapq.heappush(self._retention, (purge_at, new.id))
             event = self._terminal_events.pop(new.id, None)
             if event is not None:
                 event.set()
+        else:
+            self._expires.pop(new.id, None)  # a retried job: kept again
         self.feeds.publish(new)
         return new
 
@@ -170,10 +202,12 @@ class MemoryStore:
     def _purge(self, now: float, limit: int) -> int:
         purged = 0
         while self._retention and self._retention[0][0] <= now and purged < limit:
-            _, job_id = heapq.heappop(self._retention)
-            job = self._jobs.pop(job_id, None)
-            if job is None:
-                continue
+            purge_at, job_id = heapq.heappop(self._retention)
+            if self._expires.get(job_id) != purge_at:
+                continue  # retried since, or gone already
+            del self._expires[job_id]
+            job = self._jobs.pop(job_id)
+            self._index.remove(job)
             self.feeds.end_job(job_id)
             self._counts[job.status] -= 1
             self._bytes -= self._size_of.pop(job_id, 0)
@@ -241,6 +275,7 @@ class MemoryStore:
             trace=new.trace,
         )
         job = self._put(None, job)
+        self._rates.add(wall, "submitted")
         if new.idempotency_key is not None:
             self._idempotency[new.idempotency_key] = (job.id, new.fingerprint)
             self._key_of[job.id] = new.idempotency_key
@@ -343,6 +378,7 @@ class MemoryStore:
         if isinstance(outcome, Complete):
             self._put(job, replace(base, status=_S.COMPLETED, result=outcome.result,
                                    error=None, completed_at=wall))
+            self._rates.add(wall, "completed")
         elif isinstance(outcome, AckCancel) or job.cancel_requested:
             # A cancel request outranks a retry or a release: the user asked for it.
             self._put(job, replace(base, status=_S.CANCELED, completed_at=wall,
@@ -350,6 +386,7 @@ class MemoryStore:
         elif isinstance(outcome, Fail):
             if outcome.retry_delay is None:
                 self._put(job, replace(base, status=_S.FAILED, error=error, completed_at=wall))
+                self._rates.add(wall, "failed")
             else:
                 scheduled = self._put(job, replace(base, status=_S.SCHEDULED, error=error,
                                                    retry_count=job.retry_count + 1,
@@ -362,18 +399,77 @@ class MemoryStore:
 
     async def cancel(self, job_id: str) -> Job | None:
         await trio.lowlevel.checkpoint()
+        return self._cancel(job_id, None)
+
+    def _cancel(self, job_id: str, audit: AuditEntry | None) -> Job | None:
         job = self._jobs.get(job_id)
         if job is None or job.status in TERMINAL:
             return job
         wall = self._wall()
+        noted = job.audit if audit is None else \
+            audit_appended(job.audit, replace(audit, at=wall), MAX_AUDIT_KEPT)
         if job.status is _S.IN_PROGRESS:
-            new = self._change(job, cancel_requested=True, last_updated_at=wall)
+            if job.cancel_requested:
+                return job
+            new = self._change(job, cancel_requested=True, last_updated_at=wall, audit=noted)
             for listener in list(self._cancel_listeners):
                 listener(job_id)
             return new
         self._ready.remove(job_id)
         return self._put(job, replace(job, status=_S.CANCELED, completed_at=wall,
-                                      last_updated_at=wall, due_at=None))
+                                      last_updated_at=wall, due_at=None, audit=noted))
+
+    # ---- the admin API (AdminStore) ------------------------------------------------------
+
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        await trio.lowlevel.checkpoint()
+        return self._index.page(query, self._jobs.__getitem__)
+
+    async def inspect(self, job_id: str) -> Inspected | None:
+        await trio.lowlevel.checkpoint()
+        job = self._jobs.get(job_id)
+        if job is None:
+            return None
+        deadline = self._deadline.get(job_id)
+        return Inspected(job, None if deadline is None
+                         else self._wall() + (deadline - self._now()))
+
+    async def retry(self, job_id: str, *, by: str | None = None) -> Retried:
+        await trio.lowlevel.checkpoint()
+        job = self._jobs.get(job_id)
+        if job is None or job.status not in RETRYABLE:
+            return Retried(job, False)
+        wall = self._wall()
+        new = self._put(job, replace(
+            job, status=_S.QUEUED, retry_count=0, started_at=None, completed_at=None,
+            result=None, error=None, owner=None, cancel_requested=False, due_at=wall,
+            last_updated_at=wall,
+            audit=audit_appended(job.audit, AuditEntry("retry", by, wall), MAX_AUDIT_KEPT)))
+        self._ready.push_back(job_id, job.priority)
+        self._wake_workers()
+        return Retried(new, True)
+
+    async def cancel_audited(self, job_id: str, *, by: str | None = None) -> Job | None:
+        await trio.lowlevel.checkpoint()
+        return self._cancel(job_id, AuditEntry("cancel", by, 0.0))
+
+    async def stats(self) -> QueueStats:
+        await trio.lowlevel.checkpoint()
+        by_name: dict[str, dict[str, int]] = {}
+        for (name, status), n in self._index.by_name.items():
+            counts = by_name.setdefault(name, {s.value: 0 for s in JobStatus})
+            counts[status.value] += n
+        return QueueStats({s.value: self._counts[s] for s in JobStatus},
+                          {name: by_name[name] for name in sorted(by_name)},
+                          self._rates.last(self._wall()))
+
+    async def announce(self, info: InstanceInfo, ttl: float) -> None:
+        await trio.lowlevel.checkpoint()
+        self._presence.announce(info, ttl, self._now(), self._wall())
+
+    async def instances(self) -> list[Instance]:
+        await trio.lowlevel.checkpoint()
+        return self._presence.live(self._now())
 
     async def wait_for_terminal(self, job_id: str, timeout: float) -> Job | None:
         job = self._jobs.get(job_id)
@@ -452,6 +548,7 @@ class MemoryStore:
             self._wake_workers()
             return True
         self._put(job, replace(base, status=_S.FAILED, completed_at=wall))
+        self._rates.add(wall, "failed")
         return False
 
     async def counts(self) -> Mapping[str, int]:

@@ -30,6 +30,8 @@ from .._errors import (
 )
 from .._job import Job, JobStatus
 from ..redis import RedisAPI, Script, open_client
+from . import _redis_admin as admin
+from ._admin import Inspected, Instance, InstanceInfo, JobPage, JobQuery, QueueStats, Retried
 from ._feeds import JobFeeds, JobWatch
 from ._history import error_summary
 from ._protocol import (
@@ -84,6 +86,11 @@ _FLAGS = {
     "get": "no-writes,allow-oom",
     "owned": "no-writes,allow-oom",
     "unidle": "allow-oom",
+    # The admin API's (see _redis_admin.py). A retry is new work: refused under maxmemory.
+    "retry": "",
+    "inspect": "no-writes,allow-oom",
+    "admin_list": "no-writes,allow-oom",
+    "admin_stats": "no-writes,allow-oom",
 }
 
 
@@ -366,6 +373,34 @@ class RedisStore:
         snapshot = await self._run("cancel", [job_id, self._retention_ms, self._cancel_channel,
                                               self._done_channel])
         return None if snapshot is None else decode_job(job_id, snapshot)
+
+    # ---- the admin API (AdminStore; the queries are in _redis_admin.py) -------------------
+
+    async def list_jobs(self, query: JobQuery) -> JobPage:
+        return admin.merge_pages([await admin.list_partition(self._run, query)], query.limit)
+
+    async def inspect(self, job_id: str) -> Inspected | None:
+        return await admin.inspect(self._run, job_id)
+
+    async def retry(self, job_id: str, *, by: str | None = None) -> Retried:
+        applied, *snapshot = await self._run("retry", [job_id, orjson.dumps(by)])
+        job = decode_job(job_id, snapshot) if snapshot else None
+        return Retried(job, bool(applied) and job is not None)
+
+    async def cancel_audited(self, job_id: str, *, by: str | None = None) -> Job | None:
+        snapshot = await self._run("cancel", [job_id, self._retention_ms, self._cancel_channel,
+                                              self._done_channel, orjson.dumps(by)])
+        return None if snapshot is None else decode_job(job_id, snapshot)
+
+    async def stats(self) -> QueueStats:
+        _, stats = await admin.stats_partition(self._run)
+        return stats
+
+    async def announce(self, info: InstanceInfo, ttl: float) -> None:
+        await admin.announce(self.client, self.keys, info, ttl)
+
+    async def instances(self) -> list[Instance]:
+        return await admin.instances(self.client, self.keys)
 
     async def wait_for_terminal(self, job_id: str, timeout: float) -> Job | None:
         if timeout <= 0:

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from .._job import EMPTY_CONTEXT, Attempt, HttpContext, Job, JobStatus
+from .._job import EMPTY_CONTEXT, Attempt, AuditEntry, HttpContext, Job, JobStatus
 from ._protocol import NewJob
 
 
@@ -35,10 +35,27 @@ class RedisKeys:
     hist: str
     prog: str
     idle: str
+    # The admin indexes and records (lua/_lib.lua, "Admin indexes").
+    by_queued: str
+    by_scheduled: str
+    by_in_progress: str
+    by_completed: str
+    by_failed: str
+    by_canceled: str
+    by_name: str
+    names: str
+    audit: str
+    rates: str
+    presence: str
 
     def inbox(self, owner: str) -> str:
         """The list an idle instance blocks on for jobs pushed to it (lua/_lib.lua)."""
         return self.rec[:-3] + "inbox:" + owner
+
+    def presence_of(self, instance: str) -> str:
+        """An instance's presence record (``presence`` is the set of their ids); plain
+        commands only, never a script's."""
+        return self.rec[:-3] + "presence:" + instance
 
     @classmethod
     def of(cls, queue: str) -> RedisKeys:
@@ -86,12 +103,26 @@ def decode_history(history: bytes | None) -> tuple[Attempt, ...]:
     return tuple(attempts)
 
 
+def decode_audit(audit: bytes | None) -> tuple[AuditEntry, ...]:
+    """The audit hash's lines (see ``audit`` in lua/_lib.lua)."""
+    if not audit:
+        return ()
+    entries = []
+    for line in audit.split(b"\n"):
+        entry = orjson.loads(line)
+        by = entry.get("b")
+        entries.append(AuditEntry(str(entry["a"]), None if by is None else str(by),
+                                  entry["t"] / 1_000_000))
+    return tuple(entries)
+
+
 def decode_job(job_id: str, snapshot: Sequence[Any]) -> Job | None:
-    """A job from ``{record, data, result, error[, history[, progress]]}`` as the scripts
-    return them."""
+    """A job from ``{record, data, result, error[, history[, progress[, audit]]]}`` as
+    the scripts return them."""
     record, data, result, error = snapshot[:4]
     history = snapshot[4] if len(snapshot) > 4 else None
     progress = snapshot[5] if len(snapshot) > 5 else None
+    audit = snapshot[6] if len(snapshot) > 6 else None
     if not record or not data:
         return None
     fields = record.split(b"|", 13)
@@ -125,6 +156,7 @@ def decode_job(job_id: str, snapshot: Sequence[Any]) -> Job | None:
         attempts=decode_history(history),
         progress=progress or None,
         version=int(ver),
+        audit=decode_audit(audit),
     )
 
 

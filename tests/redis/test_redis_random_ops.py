@@ -11,6 +11,10 @@ leases expire in real time. After every step the whole key space is read back an
 - a write with a stale token or another owner's lease is refused, one with the current
   lease is applied;
 - every idempotency key points at a job that exists, and the wake list holds at most one;
+- the admin indexes: each job has exactly one member in the set of its status (its
+  creation time and id) and one in the name set (its name, status and the same), NAMES
+  holds its name until it ends, and no index holds a member of a job that is gone; operators retry
+  Failed and Canceled jobs and cancel with an audit entry, which the job keeps;
 - push dispatch: owners register as idle (for a moment or for long), pop their inboxes
   (or lose a pop, as a cut link does), stop waiting; every inbox entry is a pushed,
   unstarted lease of that owner with the job's current token, in one inbox once; and a
@@ -66,6 +70,15 @@ async def store(redis_url: str) -> AsyncIterator[RedisStore]:
 
 _INDEX = {JobStatus.QUEUED: "ready", JobStatus.SCHEDULED: "scheduled",
           JobStatus.IN_PROGRESS: "leases"}
+_CODE = {"Queued": "Q", "Scheduled": "S", "InProgress": "I", "Completed": "C", "Failed": "F",
+         "Canceled": "X"}
+
+
+def _by_status_keys(store: RedisStore) -> dict[str, str]:
+    keys = store.keys
+    return {"Queued": keys.by_queued, "Scheduled": keys.by_scheduled,
+            "InProgress": keys.by_in_progress, "Completed": keys.by_completed,
+            "Failed": keys.by_failed, "Canceled": keys.by_canceled}
 
 
 async def layout(store: RedisStore) -> dict[str, Any]:
@@ -74,11 +87,16 @@ async def layout(store: RedisStore) -> dict[str, Any]:
         ("HGETALL", keys.rec), ("ZRANGE", keys.ready, 0, -1), ("ZRANGE", keys.scheduled, 0, -1),
         ("ZRANGE", keys.leases, 0, -1), ("ZRANGE", keys.expiry, 0, -1), ("HGETALL", keys.idem),
         ("LLEN", keys.wake), ("HKEYS", keys.data), ("HGETALL", keys.idle),
-        *[("LRANGE", keys.inbox(owner), 0, -1) for owner in OWNERS]])
+        *[("LRANGE", keys.inbox(owner), 0, -1) for owner in OWNERS],
+        ("ZRANGE", keys.by_name, 0, -1), ("HGETALL", keys.names), ("HKEYS", keys.audit),
+        *[("ZRANGE", key, 0, -1) for key in _by_status_keys(store).values()]])
     rec, ready, scheduled, leases, expiry, idem, wake, data, idle = replies[:9]
+    by_name, names, audit = replies[9 + len(OWNERS):12 + len(OWNERS)]
+    by_status = {status: {m.decode() for m in members} for status, members in zip(
+        _by_status_keys(store), replies[12 + len(OWNERS):], strict=True)}
     records = {rec[i].decode(): rec[i + 1].decode() for i in range(0, len(rec), 2)}
     inboxes = {owner: [decode_pushed(e) for e in entries]
-               for owner, entries in zip(OWNERS, replies[9:], strict=True)}
+               for owner, entries in zip(OWNERS, replies[9:9 + len(OWNERS)], strict=True)}
     return {
         "idle": {idle[i].decode(): idle[i + 1].decode() for i in range(0, len(idle), 2)},
         "inboxes": {owner: [(job_id, job.token) for job_id, job in entries]
@@ -88,6 +106,9 @@ async def layout(store: RedisStore) -> dict[str, Any]:
         "leases": {x.decode() for x in leases}, "expiry": {x.decode() for x in expiry},
         "idem": {idem[i].decode(): idem[i + 1].decode() for i in range(0, len(idem), 2)},
         "wake": wake, "data": {x.decode() for x in data},
+        "by_status": by_status, "by_name": [m.decode() for m in by_name],
+        "names": {names[i].decode(): names[i + 1].decode() for i in range(0, len(names), 2)},
+        "audit": {x.decode() for x in audit},
     }
 
 
@@ -107,6 +128,7 @@ class Driver:
         self.op = ""
         self.unstarted: dict[str, int] = {}  # pushed, unstarted jobs -> their retry count
         self.inboxes: dict[str, set[str]] = {owner: set() for owner in OWNERS}
+        self.retried = 0
 
     def fail(self, message: str) -> None:
         raise AssertionError(f"seed {self.seed} step {self.step}: {message}")
@@ -118,7 +140,8 @@ class Driver:
                                                       self.owned, self.wait,
                                                       self.idle, self.idle, self.pop,
                                                       self.lose_pop, self.unidle,
-                                                      self.claim_all, self.claim_all]
+                                                      self.claim_all, self.claim_all,
+                                                      self.retry, self.cancel_audited]
         for self.step in range(STEPS):
             op = self.rng.choice(ops)
             self.op = op.__name__
@@ -223,6 +246,32 @@ class Driver:
     async def cancel(self) -> None:
         if self.submitted:
             await self.store.cancel(self.rng.choice(self.submitted))
+
+    async def retry(self) -> None:
+        if not self.submitted:
+            return
+        job_id = self.rng.choice(self.submitted)
+        before = await self.store.get(job_id)
+        retried = await self.store.retry(job_id, by=self.rng.choice([None, "op"]))
+        retryable = before is not None and before.status in (JobStatus.FAILED,
+                                                             JobStatus.CANCELED)
+        if retried.applied != retryable:
+            self.fail(f"retry of {job_id} ({before and before.status}) "
+                      f"applied={retried.applied}")
+        if retried.applied:
+            job = retried.job
+            assert job is not None
+            if job.status is not JobStatus.QUEUED or job.retry_count or \
+                    job.audit[-1].action != "retry":
+                self.fail(f"retried {job_id} reads {job}")
+            self.retried += 1
+
+    async def cancel_audited(self) -> None:
+        if self.submitted:
+            job = await self.store.cancel_audited(self.rng.choice(self.submitted), by="op")
+            if job is not None and job.audit and job.audit[-1].action not in ("cancel",
+                                                                              "retry"):
+                self.fail(f"audit of {job.id}: {job.audit}")
 
     async def recover(self) -> None:
         await self.store.recover(limit=self.rng.randint(1, 50))
@@ -342,6 +391,33 @@ class Driver:
             orphans = now[index] - now["records"].keys()
             if orphans:
                 self.fail(f"{index} holds ids without a record: {sorted(orphans)[:3]}")
+        self.check_admin_indexes(now)
+
+    def check_admin_indexes(self, now: dict[str, Any]) -> None:
+        wanted_status: set[tuple[str, str]] = set()
+        wanted_names: set[str] = set()
+        for job_id, record in now["records"].items():
+            fields = record.split("|")
+            status, created = fields[0], fields[5]
+            key = f"{int(created):016d}|{job_id}"
+            wanted_status.add((status, key))
+            wanted_names.add(f"W\0{_CODE[status]}\0{key}")
+            ended = status in ("Completed", "Failed", "Canceled")
+            if now["names"].get(job_id) != (None if ended else "W"):
+                self.fail(f"NAMES holds {now['names'].get(job_id)!r} for {job_id} ({status})")
+        found_status = {(status, key) for status, keys in now["by_status"].items()
+                        for key in keys}
+        if found_status != wanted_status:
+            self.fail(f"status indexes: extra {sorted(found_status - wanted_status)[:3]}, "
+                      f"missing {sorted(wanted_status - found_status)[:3]}")
+        if len(now["by_name"]) != len(set(now["by_name"])) or \
+                set(now["by_name"]) != wanted_names:
+            self.fail(f"name index: extra {sorted(set(now['by_name']) - wanted_names)[:3]}, "
+                      f"missing {sorted(wanted_names - set(now['by_name']))[:3]}")
+        for what in ("names", "audit"):
+            orphans = set(now[what]) - now["records"].keys()
+            if orphans:
+                self.fail(f"{what} holds ids without a record: {sorted(orphans)[:3]}")
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -351,3 +427,4 @@ async def test_random_operations_keep_the_layout_whole(store: RedisStore, seed: 
         await driver.run()
     assert len(driver.submitted) > 50 and driver.stale  # it did exercise the scripts
     assert driver.pushes > 0  # and push dispatch
+    assert driver.retried > 0  # and operators' retries

@@ -17,6 +17,17 @@ local HIST = KEYS[13]      -- HASH  id -> the latest attempts, one JSON object p
 local PROG = KEYS[14]      -- HASH  id -> the latest progress report (JSON)
 local IDLE = KEYS[15]      -- HASH  owner -> expiry_ms|free|lease_ms: an idle instance that
                            -- blocks on its inbox and takes pushed jobs (see push dispatch)
+-- The admin indexes (see "Admin indexes" below). Each job has one member in the set of its
+-- status and one in the name set, from its submit until its purge.
+local BY = {               -- ZSETs (scores 0, read BYLEX) of 'created|id', one per status
+  Queued = KEYS[16], Scheduled = KEYS[17], InProgress = KEYS[18],
+  Completed = KEYS[19], Failed = KEYS[20], Canceled = KEYS[21],
+}
+local BY_NAME = KEYS[22]   -- ZSET  'name \0 status code \0 created|id' (scores 0, BYLEX)
+local NAMES = KEYS[23]     -- HASH  id -> job name (what the name set's members start with)
+local AUDIT = KEYS[24]     -- HASH  id -> operators' retries and cancels, one JSON per line
+local RATES = KEYS[25]     -- HASH  'minute:s|c|f' -> jobs submitted, completed, failed
+-- KEYS[26], presence: the SET of instance ids, kept by plain commands (_redis_admin.py)
 -- Changes of watched jobs (WATCH) are published here, as the job's id: event streams
 -- follow them. A channel is no key; its name shares the keys' prefix.
 local PREFIX = string.sub(REC, 1, #REC - 3)
@@ -98,11 +109,12 @@ local function attempt_line(r, label, fields)
   return line .. '}'
 end
 
-local function with_line(history, line)
+local function with_line(history, line, keep)
+  keep = keep or MAX_ATTEMPTS
   if not history or history == '' then return line end
   history = history .. '\n' .. line
   local count = select(2, string.gsub(history, '\n', '\n')) + 1
-  while count > MAX_ATTEMPTS do
+  while count > keep do
     history = string.sub(history, string.find(history, '\n', 1, true) + 1)
     count = count - 1
   end
@@ -288,11 +300,119 @@ end
 
 local function hmget(key, ids) return read_many('HMGET', key, ids) end
 
+-- Admin indexes. Members sort as the admin list pages: 'created|id', created in
+-- microseconds, zero-padded, so lexicographic order is (created, id) order, read newest
+-- first with ZRANGE ... BYLEX REV from a page's last member, exclusive: O(log n + page).
+-- All scores are 0, as BYLEX needs. A script notes every status change of a job
+-- (index_move) and applies them at its end in one ZREM and one ZADD per set touched
+-- (index_flush); a job that moves twice in one script (promoted, then claimed) moves once.
+local CODE = {Queued = 'Q', Scheduled = 'S', InProgress = 'I', Completed = 'C',
+              Failed = 'F', Canceled = 'X'}
+local SEP = {}  -- status -> '\0code\0', between a name and the order key in the name set
+for status, code in pairs(CODE) do SEP[status] = '\0' .. code .. '\0' end
+
+local function order_key(cr, id)
+  if #cr == 16 then return cr .. '|' .. id end  -- every time from 2001 to 2286
+  return string.rep('0', 16 - #cr) .. cr .. '|' .. id
+end
+
+-- The names of jobs (their name set members begin with it). NAMES has those of the jobs
+-- not ended yet; for the others, and a job stored before the indexes, the first field of
+-- its data is its name.
+local function names_of(ids)
+  local names = hmget(NAMES, ids)
+  for i, id in ipairs(ids) do
+    if not names[i] then
+      local data = redis.call('HGET', DATA, id)
+      names[i] = data and string.match(data, '^([^%z]*)') or ''
+    end
+  end
+  return names
+end
+
+-- The moves noted so far, in parallel arrays (no table per job: this runs for every job
+-- of every batch); AT: id -> its slot, so a second move of a job updates its first.
+local MV_ID, MV_CR, MV_NAME, MV_FROM, MV_TO, AT = {}, {}, {}, {}, {}, {}
+
+-- `from`, `to`: statuses, or false for a job that is new (submit) or gone (purge).
+local function index_move(id, cr, name, from, to)
+  local at = AT[id]
+  if at then
+    MV_TO[at] = to or false
+    return
+  end
+  at = #MV_ID + 1
+  AT[id] = at
+  MV_ID[at], MV_CR[at], MV_NAME[at], MV_FROM[at], MV_TO[at] = id, cr, name, from or false,
+                                                               to or false
+end
+
+local function index_flush()
+  local out, into, name_out, name_in = {}, {}, {}, {}
+  local n_out, n_in = 0, 0
+  local forget, remember = {}, {}
+  for at = 1, #MV_ID do
+    local from, to = MV_FROM[at], MV_TO[at]
+    if from ~= to then
+      local id = MV_ID[at]
+      local key = order_key(MV_CR[at], id)
+      local name = MV_NAME[at]
+      -- NAMES holds the jobs that still move often: a job that ends (or goes) leaves it,
+      -- and its rare later moves (a purge, a retry) read its name from its data.
+      if not to or TERMINAL[to] then
+        if from and not TERMINAL[from] then forget[#forget + 1] = id end
+      elseif from and TERMINAL[from] then
+        remember[#remember + 1] = id
+        remember[#remember + 1] = name
+      end
+      if from then
+        local list = out[from]
+        if not list then list = {}; out[from] = list end
+        list[#list + 1] = key
+        n_out = n_out + 1
+        name_out[n_out] = name .. SEP[from] .. key
+      end
+      if to then
+        local list = into[to]
+        if not list then list = {}; into[to] = list end
+        list[#list + 1] = 0
+        list[#list + 1] = key
+        name_in[n_in + 1] = 0
+        name_in[n_in + 2] = name .. SEP[to] .. key
+        n_in = n_in + 2
+      end
+    end
+  end
+  for status, members in pairs(out) do call_many('ZREM', BY[status], members) end
+  for status, entries in pairs(into) do call_many('ZADD', BY[status], entries) end
+  if n_out > 0 then call_many('ZREM', BY_NAME, name_out) end
+  if n_in > 0 then call_many('ZADD', BY_NAME, name_in) end
+  if #forget > 0 then call_many('HDEL', NAMES, forget) end
+  if #remember > 0 then call_many('HSET', NAMES, remember) end
+  MV_ID, MV_CR, MV_NAME, MV_FROM, MV_TO, AT = {}, {}, {}, {}, {}, {}
+end
+
+-- Per-minute counts for the admin stats: kind s (submitted), c (completed), f (failed).
+local function count_rate(now, kind, n)
+  if n > 0 then
+    redis.call('HINCRBY', RATES, ms(math.floor(now / 60000)) .. ':' .. kind, n)
+  end
+end
+
+local AUDIT_KEPT = 20
+
+-- An operator's action, in the job's audit. `by_json`: who, as JSON (a string or null).
+local function audit(id, action, by_json)
+  local line = '{"a":"' .. action .. '","b":' .. by_json .. ',"t":' .. ms(STAMP) .. '}'
+  redis.call('HSET', AUDIT, id, with_line(redis.call('HGET', AUDIT, id), line, AUDIT_KEPT))
+end
+
 local function promote(now, limit)
   local ids = redis.call('ZRANGEBYSCORE', SCHEDULED, '-inf', now, 'LIMIT', 0, limit)
   if #ids == 0 then return 0 end
   call_many('ZREM', SCHEDULED, ids)
   local records = hmget(REC, ids)
+  local names = names_of(ids)
   local writes, queued, priorities = {}, {}, {}
   for i, id in ipairs(ids) do
     local r = records[i] and dec(records[i])
@@ -303,6 +423,7 @@ local function promote(now, limit)
       writes[#writes + 1] = enc(r)
       queued[#queued + 1] = id
       priorities[#priorities + 1] = r.pr
+      index_move(id, r.cr, names[i], 'Scheduled', 'Queued')
     end
   end
   if #queued > 0 then
@@ -314,10 +435,11 @@ local function promote(now, limit)
 end
 
 -- A job as get, watch, cancel and submit return it:
--- {record, data, result, error, history, progress}.
+-- {record, data, result, error, history, progress, audit}.
 local function snapshot(id)
   return {redis.call('HGET', REC, id), redis.call('HGET', DATA, id),
           redis.call('HGET', OUT, id), redis.call('HGET', ERR, id),
-          redis.call('HGET', HIST, id), redis.call('HGET', PROG, id)}
+          redis.call('HGET', HIST, id), redis.call('HGET', PROG, id),
+          redis.call('HGET', AUDIT, id)}
 end
 

@@ -25,7 +25,7 @@ local popped = {}
 if limit > #taken then popped = redis.call('ZPOPMIN', READY, limit - #taken) end
 local ids = {}
 for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
-local fresh = {}
+local fresh, created = {}, {}  -- created: id -> its creation time, for the indexes
 if #ids > 0 then
   local records = hmget(REC, ids)
   local writes, leases = {}, {}
@@ -40,6 +40,7 @@ if #ids > 0 then
       local s = enc(r)
       taken[#taken + 1] = id
       fresh[#fresh + 1] = id
+      created[id] = r.cr
       writes[#writes + 1] = id
       writes[#writes + 1] = s
       leases[#leases + 1] = now + lease_ms
@@ -60,9 +61,15 @@ if #taken > 0 then
     entry[3] = datas[i]
     entry[4] = errors[i]
     entry[5] = reports[i]
+    local cr = created[entry[1]]
+    if cr then
+      index_move(entry[1], cr, datas[i] and string.match(datas[i], '^([^%z]*)') or '',
+                 'Queued', 'InProgress')
+    end
   end
   notify(fresh)
 end
+index_flush()  -- the promoted and the claimed
 -- More work than we took: pass the wake-up on to the next idle instance.
 if redis.call('ZCARD', READY) > 0 then wake() end
 local next_due = -1

@@ -104,10 +104,19 @@ for i = 0, n - 1 do
 end
 if #order > 0 then
   local writes = {}
-  for _, id in ipairs(order) do
+  local names = names_of(order)
+  local completed, failed = 0, 0
+  for i, id in ipairs(order) do
+    local st = state[id].st
     writes[#writes + 1] = id
     writes[#writes + 1] = enc(state[id])
+    index_move(id, state[id].cr, names[i], 'InProgress', st)
+    if st == 'Completed' then completed = completed + 1 end
+    if st == 'Failed' then failed = failed + 1 end
   end
+  index_flush()
+  count_rate(now, 'c', completed)
+  count_rate(now, 'f', failed)
   call_many('HSET', REC, writes)
   call_many('ZREM', LEASES, unleased)
   local with_lines = {}

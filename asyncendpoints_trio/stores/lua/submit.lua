@@ -32,6 +32,7 @@ if #keys > 0 then
 end
 local taken = {}  -- ids stored by this very batch: id -> {record, data}
 local records, datas, order, priorities, idems, later = {}, {}, {}, {}, {}, {}
+local names = {}
 local replies = {}
 
 local function same(id)
@@ -84,16 +85,20 @@ for i = 0, n - 1 do
       queued = queued + 1
     end
     local record = enc(r)
+    local name = string.match(data, '^([^%z]*)')
     records[#records + 1] = id
     records[#records + 1] = record
     datas[#datas + 1] = id
     datas[#datas + 1] = data
+    names[#names + 1] = id
+    names[#names + 1] = name
+    index_move(id, r.cr, name, nil, r.st)
     if idem ~= '' then
       idems[#idems + 1] = idem
       idems[#idems + 1] = id .. '|' .. fp
       seen_keys[idem] = id .. '|' .. fp
     end
-    taken[id] = {record, data}
+    taken[id] = {record, data, name}
     replies[#replies + 1] = {'new', ms(STAMP)}
   end
 end
@@ -124,6 +129,7 @@ local function push(live)
       leases[#leases + 1] = id
       box[#box + 1] = frame(id) .. frame(ms(r.tok)) .. frame(s) .. frame(taken[id][2]) ..
                       '--'
+      index_move(id, r.cr, taken[id][3], 'Queued', 'InProgress')
     end
     call_many('HSET', REC, writes)
     call_many('ZADD', LEASES, leases)
@@ -140,6 +146,7 @@ end
 if #records > 0 then
   call_many('HSET', REC, records)
   call_many('HSET', DATA, datas)
+  call_many('HSET', NAMES, names)
   if #idems > 0 then call_many('HSET', IDEM, idems) end
   -- Only into an empty line: a pushed job must not overtake one that waits (and jobs that
   -- wait are for claims, which a wake-up brings).
@@ -155,5 +162,7 @@ if #records > 0 then
     -- An idle instance learns the new due time from the claim this wakes it for.
     wake()
   end
+  index_flush()
+  count_rate(now, 's', #names / 2)
 end
 return replies
