@@ -154,9 +154,9 @@ def overrides_of(args: argparse.Namespace) -> dict[str, Any]:
     if getattr(args, "no_workers", False):
         found["run_workers"] = False
     if args.redis_url:
-        from .redis import parse_url
+        from .redis._factory import check_url
 
-        parse_url(args.redis_url)  # a bad URL is an error now, not at the first request
+        check_url(args.redis_url)  # a bad URL is an error now, not at the first request
         found["redis_url"] = args.redis_url
     if args.queue is not None:
         found["queue"] = args.queue
@@ -191,9 +191,9 @@ def configure(endpoints: AsyncEndpoints, overrides: dict[str, Any]) -> AsyncEndp
                                               overrides["lease_ttl"] / 3)
     if "redis_url" not in overrides and os.environ.get("REDIS_URL"):
         if endpoints.store_from_config:
-            from .redis import parse_url
+            from .redis._factory import check_url
 
-            parse_url(os.environ["REDIS_URL"])
+            check_url(os.environ["REDIS_URL"])
             overrides["redis_url"] = os.environ["REDIS_URL"]
         else:
             log.warning("REDIS_URL is set, but this app brings its own store; ignoring it")

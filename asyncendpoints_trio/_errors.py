@@ -76,7 +76,14 @@ class StoreUnavailable(StoreError):
 
 
 class RedisConnectionError(StoreUnavailable):
-    """A Redis connection could not be made, or failed or was cut mid-command."""
+    """A Redis connection could not be made, or failed or was cut mid-command.
+
+    ``sent`` is False when no connection could be made for the command (refused, timed
+    out, the client backing off or closed): then the command certainly did not run, and
+    a routing client may send it elsewhere. True: it may have run.
+    """
+
+    sent: bool = True
 
 
 class RedisTimeoutError(RedisConnectionError):

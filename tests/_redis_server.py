@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -158,6 +159,13 @@ class RedisServer:
         self._started_once = True
 
     def _start_once(self) -> None:
+        with self._launch() as notify:
+            self._wait_ready(notify)
+        self.ping()
+
+    @contextlib.contextmanager
+    def _launch(self) -> Iterator[socket.socket]:
+        """Start the process; the context is its readiness socket, open until left."""
         notify_path = str(self._dir / "notify.sock")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(notify_path)
@@ -169,8 +177,7 @@ class RedisServer:
                     self._args, env={**os.environ, "NOTIFY_SOCKET": notify_path},
                     stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
                     preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-            self._wait_ready(notify)
-        self.ping()
+            yield notify
 
     def _wait_ready(self, notify: socket.socket) -> None:
         assert self._process is not None
@@ -193,6 +200,18 @@ class RedisServer:
                 if "Address already in use" in log:
                     raise PortTaken(log)
                 raise RuntimeError(f"redis-server exited at start-up:\n{log}")
+
+    @staticmethod
+    def start_all(servers: Sequence[RedisServer]) -> None:
+        """Start several servers at once: launch them all, then wait for each. From this
+        thread: a server dies with the thread that started it (PR_SET_PDEATHSIG)."""
+        with contextlib.ExitStack() as stack:
+            notifies = [stack.enter_context(server._launch()) for server in servers]
+            for server, notify in zip(servers, notifies, strict=True):
+                server._wait_ready(notify)
+        for server in servers:
+            server.ping()
+            server._started_once = True
 
     def ping(self) -> None:
         """Send PING over the plain port and expect PONG (or NOAUTH: it answers, it is up)."""

@@ -123,6 +123,8 @@ async def test_plain_hypercorn_runs_the_runtime() -> None:
 @pytest.mark.parametrize("args", [
     ["--redis-url", "http://nope"],
     ["--redis-url", "redis://localhost:notaport"],
+    ["--redis-url", "redis+sentinel://localhost:26379"],  # no service name
+    ["--redis-url", "redis+cluster://localhost:7000/3"],
     ["--lease-ttl", "1", "--heartbeat", "5"],
     ["--queue", "has space"],
 ])

@@ -9,6 +9,9 @@
             async for channel, data in subscription:
                 ...
 
+``ClusterClient`` (``redis+cluster://host:port,host:port/``) routes the same calls over a
+Redis Cluster by hash slot, following ``MOVED``/``ASK`` and failovers.
+
 Errors are those of ``asyncendpoints_trio._errors``: ``RedisReplyError`` for error replies,
 ``RedisConnectionError``/``RedisTimeoutError``/``PoolTimeout`` (all ``StoreUnavailable``)
 for everything that means "Redis cannot be used right now".
@@ -21,14 +24,24 @@ from ._client import RedisStatistics as RedisStatistics
 from ._client import Script as Script
 from ._client import ScriptCall as ScriptCall
 from ._client import Subscription as Subscription
+from ._cluster import ClusterClient as ClusterClient
+from ._cluster import ClusterStatistics as ClusterStatistics
+from ._cluster_pubsub import ClusterSubscription as ClusterSubscription
 from ._connection import Arg as Arg
 from ._connection import Command as Command
 from ._factory import open_client as open_client
+from ._sentinel import SentinelClient as SentinelClient
+from ._sentinel import SentinelStatistics as SentinelStatistics
+from ._sentinel_url import SentinelConfig as SentinelConfig
+from ._sentinel_url import parse_sentinel_url as parse_sentinel_url
 from ._url import RedisSettings as RedisSettings
 from ._url import parse_url as parse_url
 
 __all__ = [
     "Arg",
+    "ClusterClient",
+    "ClusterStatistics",
+    "ClusterSubscription",
     "Command",
     "RedisAPI",
     "RedisClient",
@@ -37,7 +50,11 @@ __all__ = [
     "ReplicaWait",
     "Script",
     "ScriptCall",
+    "SentinelClient",
+    "SentinelConfig",
+    "SentinelStatistics",
     "Subscription",
     "open_client",
+    "parse_sentinel_url",
     "parse_url",
 ]

@@ -44,6 +44,7 @@ from .._errors import (
 )
 from ._api import ReplicaWait
 from ._connection import NO_REPLY, Arg, Command, Connection, make_ssl_context, open_connection
+from ._slots import key_slot
 from ._url import RedisSettings
 
 log = logging.getLogger("asyncendpoints_trio.redis")
@@ -292,7 +293,9 @@ class RedisClient:
 
     async def _acquire(self) -> Connection:
         if self._closed:
-            raise RedisConnectionError("the Redis client is closed")
+            closed = RedisConnectionError("the Redis client is closed")
+            closed.sent = False
+            raise closed
         try:
             self._slots.acquire_nowait()
         except trio.WouldBlock:
@@ -312,6 +315,10 @@ class RedisClient:
             if connection is None:
                 connection = await self._connect()
                 self._open += 1
+        except RedisConnectionError as exc:
+            exc.sent = False  # nothing was written: a routing client may go elsewhere
+            self._slots.release()
+            raise
         except BaseException:
             self._slots.release()
             raise
@@ -477,7 +484,15 @@ class Subscription:
         return self._channels
 
     async def _start(self) -> None:
-        await self._send(("SSUBSCRIBE" if self._sharded else "SUBSCRIBE", *self._channels))
+        if self._sharded:
+            # One SSUBSCRIBE per hash slot: a cluster node refuses one naming channels of
+            # several slots (CROSSSLOT), even when it serves all of them.
+            by_slot: dict[int, list[str | bytes]] = {}
+            for channel in self._channels:
+                by_slot.setdefault(key_slot(channel), []).append(channel)
+            await self._send(*(("SSUBSCRIBE", *group) for group in by_slot.values()))
+        else:
+            await self._send(("SUBSCRIBE", *self._channels))
         confirmed = 0
         while confirmed < len(self._channels):
             reply = await self._receive(self._ping_timeout)
@@ -520,9 +535,9 @@ class Subscription:
                     f"the server ended the subscription to {reply[1]!r} (slot moved)"))
             # Otherwise a subscribe confirmation or a "pong": nothing for the caller.
 
-    async def _send(self, command: Command) -> None:
+    async def _send(self, *commands: Command) -> None:
         try:
-            await self._connection.send((command,))
+            await self._connection.send(commands)
         except RedisConnectionError as exc:
             self._on_failure(exc)
             raise

@@ -598,7 +598,10 @@ class RedisStore:
         await self.control.execute("PING")
 
     def describe(self) -> str:
-        return f"the Redis store at {self.client.settings.address} (queue {self.queue!r})"
+        # A client that routes has no one address of its own: it may describe itself.
+        describe = getattr(self.client, "describe", None)
+        where = describe() if callable(describe) else self.client.settings.address
+        return f"the Redis store at {where} (queue {self.queue!r})"
 
     async def aclose(self) -> None:
         if self._owns_control:

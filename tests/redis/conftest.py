@@ -1,13 +1,15 @@
-"""Fixtures for the Redis client tests: private redis-servers, clients, a fault proxy.
+"""Fixtures for the Redis client tests: private redis-servers and clusters, clients, a fault
+proxy.
 
 ``REDIS_URL``, when set, is used by tests that only need "a Redis" (they use unique keys and
-never flush). Tests that kill, pause, restart, flush scripts or log in always get a private
-server.
+never flush); ``REDIS_CLUSTER_URL`` likewise by tests that only need "a Redis Cluster". Tests
+that kill, pause, restart, flush scripts, move slots or log in always get private servers.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Protocol
@@ -16,6 +18,8 @@ import pytest
 import trio
 
 from asyncendpoints_trio.redis import RedisClient, RedisSettings
+from tests._redis_cluster import RedisCluster, redis_cluster
+from tests._redis_sentinel import SentinelGroupServers
 from tests._redis_server import RedisServer, redis_server_binary
 from tests.faultproxy import FaultProxy
 
@@ -119,3 +123,49 @@ def fast_settings(url: str, **overrides: Any) -> RedisSettings:
 def settings() -> SettingsFactory:
     """``settings(url, **overrides)``: RedisSettings with short timeouts for tests."""
     return fast_settings
+
+
+@pytest.fixture(scope="session")
+def sentinels() -> Iterator[SentinelGroupServers]:
+    """A primary, a replica and three sentinels, for tests that leave them as they found
+    them (no kills): its start-up takes seconds, so the session shares it."""
+    with SentinelGroupServers() as group:
+        yield group
+
+
+@pytest.fixture
+def doomed_sentinels() -> Iterator[SentinelGroupServers]:
+    """A Sentinel group of this test's own, to kill its primary."""
+    with SentinelGroupServers() as group:
+        yield group
+def _need_redis_cli() -> None:
+    if shutil.which("redis-cli") is None:
+        if os.environ.get("CI"):
+            raise RuntimeError("redis-cli is not on PATH")
+        pytest.skip("redis-cli is not installed (the Cluster tests create clusters with it)")
+
+
+@pytest.fixture(scope="session")
+def shared_cluster() -> Iterator[RedisCluster]:
+    """One private Redis Cluster (3 primaries, a replica each) for the whole session."""
+    _need_redis_cli()
+    with redis_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def cluster_url(request: pytest.FixtureRequest) -> str:
+    """A healthy cluster: ``REDIS_CLUSTER_URL`` if set, else the session's private one."""
+    url = os.environ.get("REDIS_CLUSTER_URL")
+    if url:
+        return url
+    cluster: RedisCluster = request.getfixturevalue("shared_cluster")
+    return cluster.url
+
+
+@pytest.fixture
+def private_cluster() -> Iterator[RedisCluster]:
+    """A cluster of this test's own, to kill nodes of and reshard."""
+    _need_redis_cli()
+    with redis_cluster() as cluster:
+        yield cluster
