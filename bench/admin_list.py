@@ -174,8 +174,7 @@ async def time_http(store: RedisStore, plan: list[tuple[str, JobQuery]]) -> dict
 async def index_memory(client: RedisClient, store: RedisStore) -> dict[str, int]:
     keys = store.keys
     sizes = {}
-    for name in ("by_queued", "by_scheduled", "by_in_progress", "by_completed", "by_failed",
-                 "by_canceled", "by_name", "names"):
+    for name in ("by_name", "counts"):
         used = await client.execute("MEMORY", "USAGE", getattr(keys, name), "SAMPLES", "0")
         sizes[name] = int(used or 0)
     return sizes

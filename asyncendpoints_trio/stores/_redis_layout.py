@@ -35,15 +35,9 @@ class RedisKeys:
     hist: str
     prog: str
     idle: str
-    # The admin indexes and records (lua/_lib.lua, "Admin indexes").
-    by_queued: str
-    by_scheduled: str
-    by_in_progress: str
-    by_completed: str
-    by_failed: str
-    by_canceled: str
+    # The admin index and records (lua/_lib.lua, "Admin indexes").
     by_name: str
-    names: str
+    counts: str
     audit: str
     rates: str
     presence: str
@@ -130,6 +124,7 @@ def decode_job(job_id: str, snapshot: Sequence[Any]) -> Job | None:
         # A record from before versions (the 0.1 layout, 13 fields): version 0. The key
         # stored last is a hex digest, so the field count tells the layouts apart.
         fields.insert(12, b"0")
+    # The last field (name \0 idempotency key) is the scripts' own: the name is the data's.
     st, tok, rt, mx, cn, cr, sa, co, up, owner, pr, du, ver, _ = fields
     name, context, principal, trace, payload = data.split(b"\0", 4)
     return Job(

@@ -17,17 +17,13 @@ local HIST = KEYS[13]      -- HASH  id -> the latest attempts, one JSON object p
 local PROG = KEYS[14]      -- HASH  id -> the latest progress report (JSON)
 local IDLE = KEYS[15]      -- HASH  owner -> expiry_ms|free|lease_ms: an idle instance that
                            -- blocks on its inbox and takes pushed jobs (see push dispatch)
--- The admin indexes (see "Admin indexes" below). Each job has one member in the set of its
--- status and one in the name set, from its submit until its purge.
-local BY = {               -- ZSETs (scores 0, read BYLEX) of 'created|id', one per status
-  Queued = KEYS[16], Scheduled = KEYS[17], InProgress = KEYS[18],
-  Completed = KEYS[19], Failed = KEYS[20], Canceled = KEYS[21],
-}
-local BY_NAME = KEYS[22]   -- ZSET  'name \0 status code \0 created|id' (scores 0, BYLEX)
-local NAMES = KEYS[23]     -- HASH  id -> job name (what the name set's members start with)
-local AUDIT = KEYS[24]     -- HASH  id -> operators' retries and cancels, one JSON per line
-local RATES = KEYS[25]     -- HASH  'minute:s|c|f' -> jobs submitted, completed, failed
--- KEYS[26], presence: the SET of instance ids, kept by plain commands (_redis_admin.py)
+-- The admin index (see "Admin indexes" below): each job has one member in it, from its
+-- submit until its purge, and is counted in COUNTS under its status.
+local BY_NAME = KEYS[16]   -- ZSET  'name \0 status code \0 created|id' (scores 0, BYLEX)
+local COUNTS = KEYS[17]    -- HASH  status -> members of BY_NAME with that status
+local AUDIT = KEYS[18]     -- HASH  id -> operators' retries and cancels, one JSON per line
+local RATES = KEYS[19]     -- HASH  'minute:s|c|f' -> jobs submitted, completed, failed
+-- KEYS[20], presence: the SET of instance ids, kept by plain commands (_redis_admin.py)
 -- Changes of watched jobs (WATCH) are published here, as the job's id: event streams
 -- follow them. A channel is no key; its name shares the keys' prefix.
 local PREFIX = string.sub(REC, 1, #REC - 3)
@@ -59,9 +55,12 @@ local function ms(n)
 end
 
 -- The record: status|token|retries|maxRetries|cancel|created|started|completed|updated|
--- owner|priority|due|version|idem. Times in microseconds ('' when unset); due is when a
+-- owner|priority|due|version|name \0 idem. Times in microseconds ('' when unset); due is when a
 -- Scheduled job becomes Queued; version grows with every change (touch, bump), the id of
--- the job's events. The idempotency key comes last because it may contain '|'.
+-- the job's events. The last field is free text (a name or an idempotency key may hold
+-- '|'): the job's name (kept here so that a script moving the job in the admin index needs
+-- no other read; names hold no NUL), a NUL, and the idempotency key. A record written
+-- before names were kept has no NUL there: its name is read from its data when needed.
 local PATTERN = '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|' ..
                 '([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$'
 
@@ -72,19 +71,22 @@ local OLD_PATTERN = '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([
                     '([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$'
 
 local function dec(s)
-  local st, tok, rt, mx, cn, cr, sa, co, up, ow, pr, du, ver, idem = string.match(s, PATTERN)
+  local st, tok, rt, mx, cn, cr, sa, co, up, ow, pr, du, ver, last = string.match(s, PATTERN)
   if st == nil then
-    st, tok, rt, mx, cn, cr, sa, co, up, ow, pr, du, idem = string.match(s, OLD_PATTERN)
+    st, tok, rt, mx, cn, cr, sa, co, up, ow, pr, du, last = string.match(s, OLD_PATTERN)
     ver = '0'
   end
+  local nm, idem = string.match(last, '^([^%z]*)%z(.*)$')
+  if nm == nil then idem = last end
   return {st = st, tok = tonumber(tok), rt = tonumber(rt), mx = tonumber(mx), cn = cn,
           cr = cr, sa = sa, co = co, up = up, ow = ow, pr = tonumber(pr), du = du,
-          ver = tonumber(ver), idem = idem}
+          ver = tonumber(ver), nm = nm, idem = idem}
 end
 
 local function enc(r)
   return table.concat({r.st, ms(r.tok), ms(r.rt), ms(r.mx), r.cn, r.cr, r.sa, r.co, r.up,
-                       r.ow, ms(r.pr), r.du, ms(r.ver), r.idem}, '|')
+                       r.ow, ms(r.pr), r.du, ms(r.ver),
+                       r.nm and r.nm .. '\0' .. r.idem or r.idem}, '|')
 end
 
 -- A change of the job that keeps its lastUpdatedAt (a progress report).
@@ -131,13 +133,16 @@ end
 -- instead of one per job is what keeps Redis' CPU per job low under load.
 local SLICE = 4000
 
+-- The sum of the replies (for ZADD and ZREM: how many members were added, removed).
 local function call_many(command, key, items)
-  local i = 1
+  local i, total = 1, 0
   while i <= #items do
     local j = math.min(i + SLICE - 1, #items)
-    redis.call(command, key, unpack(items, i, j))
+    local reply = redis.call(command, key, unpack(items, i, j))
+    if type(reply) == 'number' then total = total + reply end
     i = j + 1
   end
+  return total
 end
 
 local function read_many(command, key, ids)
@@ -300,15 +305,21 @@ end
 
 local function hmget(key, ids) return read_many('HMGET', key, ids) end
 
--- Admin indexes. Members sort as the admin list pages: 'created|id', created in
--- microseconds, zero-padded, so lexicographic order is (created, id) order, read newest
--- first with ZRANGE ... BYLEX REV from a page's last member, exclusive: O(log n + page).
--- All scores are 0, as BYLEX needs. A script notes every status change of a job
--- (index_move) and applies them at its end in one ZREM and one ZADD per set touched
--- (index_flush); a job that moves twice in one script (promoted, then claimed) moves once.
+-- Admin indexes. One sorted set, BY_NAME, holds one member per job: 'name \0 code \0
+-- created|id', its name, its status's code and its order key (created in microseconds,
+-- zero-padded, so lexicographic order is (created, id) order). All scores are 0, as BYLEX
+-- needs. The members of one name and status are one lexicographic range, read newest first
+-- with ZRANGE ... BYLEX REV from a page's last member, exclusive: O(log n + page); a list
+-- by status alone merges the ranges of every name (admin_list.lua). COUNTS holds the
+-- members per status, kept from the replies of the ZADDs and ZREMs themselves, so it
+-- counts what the set holds, whatever was there before.
+-- A status change is one ZREM and one ZADD of the job's member. A script notes every
+-- status change of a job (index_move) and applies them at its end in one ZREM per status
+-- left and one ZADD per status entered (index_flush); a job that moves twice in one script
+-- (promoted, then claimed) moves once.
 local CODE = {Queued = 'Q', Scheduled = 'S', InProgress = 'I', Completed = 'C',
               Failed = 'F', Canceled = 'X'}
-local SEP = {}  -- status -> '\0code\0', between a name and the order key in the name set
+local SEP = {}  -- status -> '\0code\0', between a name and the order key
 for status, code in pairs(CODE) do SEP[status] = '\0' .. code .. '\0' end
 
 local function order_key(cr, id)
@@ -316,23 +327,26 @@ local function order_key(cr, id)
   return string.rep('0', 16 - #cr) .. cr .. '|' .. id
 end
 
--- The names of jobs (their name set members begin with it). NAMES has those of the jobs
--- not ended yet; for the others, and a job stored before the indexes, the first field of
--- its data is its name.
-local function names_of(ids)
-  local names = hmget(NAMES, ids)
-  for i, id in ipairs(ids) do
-    if not names[i] then
-      local data = redis.call('HGET', DATA, id)
-      names[i] = data and string.match(data, '^([^%z]*)') or ''
-    end
+-- A job's member: one concatenation (every string Lua makes is hashed and interned).
+local function member(name, status, cr, id)
+  if #cr == 16 then return name .. SEP[status] .. cr .. '|' .. id end
+  return name .. SEP[status] .. order_key(cr, id)
+end
+
+-- The job's name, from its record; a record from before names were kept there learns it
+-- from the job's data (the data's first field), and keeps it from its next write.
+local function name_of(id, r)
+  if not r.nm then
+    local data = redis.call('HGET', DATA, id)
+    r.nm = data and string.match(data, '^([^%z]*)') or ''
   end
-  return names
+  return r.nm
 end
 
 -- The moves noted so far, in parallel arrays (no table per job: this runs for every job
 -- of every batch); AT: id -> its slot, so a second move of a job updates its first.
 local MV_ID, MV_CR, MV_NAME, MV_FROM, MV_TO, AT = {}, {}, {}, {}, {}, {}
+local MV_N = 0
 
 -- `from`, `to`: statuses, or false for a job that is new (submit) or gone (purge).
 local function index_move(id, cr, name, from, to)
@@ -341,55 +355,46 @@ local function index_move(id, cr, name, from, to)
     MV_TO[at] = to or false
     return
   end
-  at = #MV_ID + 1
+  at = MV_N + 1
+  MV_N = at
   AT[id] = at
   MV_ID[at], MV_CR[at], MV_NAME[at], MV_FROM[at], MV_TO[at] = id, cr, name, from or false,
                                                                to or false
 end
 
 local function index_flush()
-  local out, into, name_out, name_in = {}, {}, {}, {}
-  local n_out, n_in = 0, 0
-  local forget, remember = {}, {}
-  for at = 1, #MV_ID do
+  -- status -> members leaving it; -> ZADD arguments entering it (scores as strings: Lua
+  -- would format a number for every one)
+  local out, into, n_out, n_in = {}, {}, {}, {}
+  for at = 1, MV_N do
     local from, to = MV_FROM[at], MV_TO[at]
     if from ~= to then
-      local id = MV_ID[at]
-      local key = order_key(MV_CR[at], id)
-      local name = MV_NAME[at]
-      -- NAMES holds the jobs that still move often: a job that ends (or goes) leaves it,
-      -- and its rare later moves (a purge, a retry) read its name from its data.
-      if not to or TERMINAL[to] then
-        if from and not TERMINAL[from] then forget[#forget + 1] = id end
-      elseif from and TERMINAL[from] then
-        remember[#remember + 1] = id
-        remember[#remember + 1] = name
-      end
+      local id, cr, name = MV_ID[at], MV_CR[at], MV_NAME[at]
       if from then
-        local list = out[from]
-        if not list then list = {}; out[from] = list end
-        list[#list + 1] = key
-        n_out = n_out + 1
-        name_out[n_out] = name .. SEP[from] .. key
+        local list, k = out[from], n_out[from]
+        if not list then list, k = {}, 0; out[from] = list end
+        list[k + 1] = member(name, from, cr, id)
+        n_out[from] = k + 1
       end
       if to then
-        local list = into[to]
-        if not list then list = {}; into[to] = list end
-        list[#list + 1] = 0
-        list[#list + 1] = key
-        name_in[n_in + 1] = 0
-        name_in[n_in + 2] = name .. SEP[to] .. key
-        n_in = n_in + 2
+        local list, k = into[to], n_in[to]
+        if not list then list, k = {}, 0; into[to] = list end
+        list[k + 1] = '0'
+        list[k + 2] = member(name, to, cr, id)
+        n_in[to] = k + 2
       end
     end
   end
-  for status, members in pairs(out) do call_many('ZREM', BY[status], members) end
-  for status, entries in pairs(into) do call_many('ZADD', BY[status], entries) end
-  if n_out > 0 then call_many('ZREM', BY_NAME, name_out) end
-  if n_in > 0 then call_many('ZADD', BY_NAME, name_in) end
-  if #forget > 0 then call_many('HDEL', NAMES, forget) end
-  if #remember > 0 then call_many('HSET', NAMES, remember) end
+  for status, members in pairs(out) do
+    local gone = call_many('ZREM', BY_NAME, members)
+    if gone > 0 then redis.call('HINCRBY', COUNTS, status, -gone) end
+  end
+  for status, entries in pairs(into) do
+    local added = call_many('ZADD', BY_NAME, entries)
+    if added > 0 then redis.call('HINCRBY', COUNTS, status, added) end
+  end
   MV_ID, MV_CR, MV_NAME, MV_FROM, MV_TO, AT = {}, {}, {}, {}, {}, {}
+  MV_N = 0
 end
 
 -- Per-minute counts for the admin stats: kind s (submitted), c (completed), f (failed).
@@ -412,18 +417,17 @@ local function promote(now, limit)
   if #ids == 0 then return 0 end
   call_many('ZREM', SCHEDULED, ids)
   local records = hmget(REC, ids)
-  local names = names_of(ids)
   local writes, queued, priorities = {}, {}, {}
   for i, id in ipairs(ids) do
     local r = records[i] and dec(records[i])
     if r and r.st == 'Scheduled' then
       r.st = 'Queued'
       touch(r)
+      index_move(id, r.cr, name_of(id, r), 'Scheduled', 'Queued')
       writes[#writes + 1] = id
       writes[#writes + 1] = enc(r)
       queued[#queued + 1] = id
       priorities[#priorities + 1] = r.pr
-      index_move(id, r.cr, names[i], 'Scheduled', 'Queued')
     end
   end
   if #queued > 0 then

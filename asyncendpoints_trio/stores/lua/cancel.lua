@@ -7,6 +7,7 @@ local id, retention_ms, by_json = ARGV[1], tonumber(ARGV[2]), ARGV[5] or ''
 local r = get_record(id)
 if not r then return nil end
 local was = r.st
+local name = name_of(id, r)
 local changed = true
 if r.st == 'Queued' or r.st == 'Scheduled' then
   if r.st == 'Queued' then
@@ -39,7 +40,7 @@ else
   changed = false
 end
 if changed then
-  index_move(id, r.cr, names_of({id})[1], was, r.st)
+  index_move(id, r.cr, name, was, r.st)
   index_flush()
   if by_json ~= '' then audit(id, 'cancel', by_json) end
 end

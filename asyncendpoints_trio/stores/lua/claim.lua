@@ -25,7 +25,7 @@ local popped = {}
 if limit > #taken then popped = redis.call('ZPOPMIN', READY, limit - #taken) end
 local ids = {}
 for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
-local fresh, created = {}, {}  -- created: id -> its creation time, for the indexes
+local fresh = {}
 if #ids > 0 then
   local records = hmget(REC, ids)
   local writes, leases = {}, {}
@@ -37,10 +37,10 @@ if #ids > 0 then
       r.ow = owner
       r.sa = ms(STAMP)
       touch(r)
+      index_move(id, r.cr, name_of(id, r), 'Queued', 'InProgress')
       local s = enc(r)
       taken[#taken + 1] = id
       fresh[#fresh + 1] = id
-      created[id] = r.cr
       writes[#writes + 1] = id
       writes[#writes + 1] = s
       leases[#leases + 1] = now + lease_ms
@@ -61,11 +61,6 @@ if #taken > 0 then
     entry[3] = datas[i]
     entry[4] = errors[i]
     entry[5] = reports[i]
-    local cr = created[entry[1]]
-    if cr then
-      index_move(entry[1], cr, datas[i] and string.match(datas[i], '^([^%z]*)') or '',
-                 'Queued', 'InProgress')
-    end
   end
   notify(fresh)
 end

@@ -104,13 +104,13 @@ for i = 0, n - 1 do
 end
 if #order > 0 then
   local writes = {}
-  local names = names_of(order)
   local completed, failed = 0, 0
-  for i, id in ipairs(order) do
-    local st = state[id].st
+  for _, id in ipairs(order) do
+    local r = state[id]
+    local st = r.st
+    index_move(id, r.cr, name_of(id, r), 'InProgress', st)
     writes[#writes + 1] = id
-    writes[#writes + 1] = enc(state[id])
-    index_move(id, state[id].cr, names[i], 'InProgress', st)
+    writes[#writes + 1] = enc(r)
     if st == 'Completed' then completed = completed + 1 end
     if st == 'Failed' then failed = failed + 1 end
   end

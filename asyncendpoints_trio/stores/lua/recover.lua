@@ -9,14 +9,13 @@ local limit, retention_ms, done_channel = tonumber(ARGV[1]), tonumber(ARGV[2]), 
 local reclaimed, failed = 0, 0
 local back = {}
 local expired = redis.call('ZRANGEBYSCORE', LEASES, '-inf', now, 'LIMIT', 0, limit)
-local expired_names = #expired > 0 and names_of(expired) or {}
 local ended_failed = 0
-for i, id in ipairs(expired) do
+for _, id in ipairs(expired) do
   redis.call('ZREM', LEASES, id)
   local r = get_record(id)
   if r and r.st == 'InProgress' then
     -- Every branch below ends its lease: back to the queue, or to an end.
-    index_move(id, r.cr, expired_names[i], 'InProgress', nil)
+    index_move(id, r.cr, name_of(id, r), 'InProgress', nil)
   end
   if r and r.st == 'InProgress' and r.cn == PUSHED then
     -- Pushed, never started (its owner died idle, or lost the pop's reply): back to the
@@ -26,7 +25,7 @@ for i, id in ipairs(expired) do
     redis.call('HDEL', IDLE, r.ow)
     unstarted(r)
     redis.call('HSET', REC, id, enc(r))
-    index_move(id, r.cr, expired_names[i], nil, r.st)
+    index_move(id, r.cr, r.nm, nil, r.st)
     back[#back + 1] = id
     reclaimed = reclaimed + 1
   elseif r and r.st == 'InProgress' then
@@ -58,7 +57,7 @@ for i, id in ipairs(expired) do
       ended_failed = ended_failed + 1
     end
     redis.call('HSET', REC, id, enc(r))
-    index_move(id, r.cr, expired_names[i], nil, r.st)
+    index_move(id, r.cr, r.nm, nil, r.st)
   end
 end
 enqueue_front(back)
@@ -67,10 +66,9 @@ prune_idle(now)
 local promoted = promote(now, limit)
 local purged = 0
 local old = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', now, 'LIMIT', 0, limit)
-local old_names = #old > 0 and names_of(old) or {}
-for i, id in ipairs(old) do
+for _, id in ipairs(old) do
   local r = get_record(id)
-  if r then index_move(id, r.cr, old_names[i], r.st, nil) end
+  if r then index_move(id, r.cr, name_of(id, r), r.st, nil) end
   if r and r.idem ~= '' then
     local seen = redis.call('HGET', IDEM, r.idem)
     if seen and string.sub(seen, 1, #id + 1) == id .. '|' then
@@ -83,7 +81,6 @@ for i, id in ipairs(old) do
   redis.call('HDEL', ERR, id)
   redis.call('HDEL', HIST, id)
   redis.call('HDEL', PROG, id)
-  redis.call('HDEL', NAMES, id)
   redis.call('HDEL', AUDIT, id)
   redis.call('ZREM', EXPIRY, id)
   purged = purged + 1

@@ -9,6 +9,7 @@ local r = get_record(id)
 if not r then return {0} end
 if r.st == 'Failed' or r.st == 'Canceled' then
   local was = r.st
+  index_move(id, r.cr, name_of(id, r), was, 'Queued')
   r.st = 'Queued'
   r.rt = 0
   r.sa = ''
@@ -22,7 +23,6 @@ if r.st == 'Failed' or r.st == 'Canceled' then
   redis.call('HDEL', OUT, id)
   redis.call('ZREM', EXPIRY, id)
   audit(id, 'retry', by_json)
-  index_move(id, r.cr, names_of({id})[1], was, 'Queued')
   index_flush()
   enqueue_back({id}, {r.pr})
   notify({id})

@@ -32,7 +32,6 @@ if #keys > 0 then
 end
 local taken = {}  -- ids stored by this very batch: id -> {record, data}
 local records, datas, order, priorities, idems, later = {}, {}, {}, {}, {}, {}
-local names = {}
 local replies = {}
 
 local function same(id)
@@ -71,9 +70,10 @@ for i = 0, n - 1 do
   elseif max_queued >= 0 and queued >= max_queued then
     replies[#replies + 1] = {'full'}
   else
+    local name = string.match(data, '^([^%z]*)')
     local r = {st = 'Queued', tok = 0, rt = 0, mx = tonumber(mx), cn = '0', cr = ms(STAMP),
                sa = '', co = '', up = ms(STAMP), ow = '', pr = priority, du = '',
-               ver = 1, idem = idem}
+               ver = 1, nm = name, idem = idem}
     if delay > 0 then
       r.st = 'Scheduled'
       r.du = ms(STAMP + delay * 1000)
@@ -85,20 +85,17 @@ for i = 0, n - 1 do
       queued = queued + 1
     end
     local record = enc(r)
-    local name = string.match(data, '^([^%z]*)')
     records[#records + 1] = id
     records[#records + 1] = record
     datas[#datas + 1] = id
     datas[#datas + 1] = data
-    names[#names + 1] = id
-    names[#names + 1] = name
     index_move(id, r.cr, name, nil, r.st)
     if idem ~= '' then
       idems[#idems + 1] = idem
       idems[#idems + 1] = id .. '|' .. fp
       seen_keys[idem] = id .. '|' .. fp
     end
-    taken[id] = {record, data, name}
+    taken[id] = {record, data}
     replies[#replies + 1] = {'new', ms(STAMP)}
   end
 end
@@ -129,7 +126,7 @@ local function push(live)
       leases[#leases + 1] = id
       box[#box + 1] = frame(id) .. frame(ms(r.tok)) .. frame(s) .. frame(taken[id][2]) ..
                       '--'
-      index_move(id, r.cr, taken[id][3], 'Queued', 'InProgress')
+      index_move(id, r.cr, r.nm, 'Queued', 'InProgress')
     end
     call_many('HSET', REC, writes)
     call_many('ZADD', LEASES, leases)
@@ -146,7 +143,6 @@ end
 if #records > 0 then
   call_many('HSET', REC, records)
   call_many('HSET', DATA, datas)
-  call_many('HSET', NAMES, names)
   if #idems > 0 then call_many('HSET', IDEM, idems) end
   -- Only into an empty line: a pushed job must not overtake one that waits (and jobs that
   -- wait are for claims, which a wake-up brings).
@@ -163,6 +159,6 @@ if #records > 0 then
     wake()
   end
   index_flush()
-  count_rate(now, 's', #names / 2)
+  count_rate(now, 's', #records / 2)
 end
 return replies

@@ -4,22 +4,18 @@
 local now = now_ms()
 local owner = ARGV[1]
 redis.call('HDEL', IDLE, owner)
-local back, created = {}, {}
+local back = {}
 for _, id in ipairs(take_inbox(owner)) do
   local r = get_record(id)
   if r.cn == PUSHED then
     redis.call('ZREM', LEASES, id)
+    index_move(id, r.cr, name_of(id, r), 'InProgress', 'Queued')
     unstarted(r)
     redis.call('HSET', REC, id, enc(r))
     back[#back + 1] = id
-    created[#created + 1] = r.cr
   end
 end
-if #back > 0 then
-  local names = names_of(back)
-  for i, id in ipairs(back) do index_move(id, created[i], names[i], 'InProgress', 'Queued') end
-  index_flush()
-end
+index_flush()
 enqueue_front(back)
 notify(back)
 return #back
