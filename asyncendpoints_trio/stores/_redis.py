@@ -563,7 +563,10 @@ class RedisStore:
     def _job_ended(self, message: bytes) -> None:
         """``id`` alone, or ``id \\0 record \\0 error \\0 result \\0 history \\0 progress``
         from finish (NUL never occurs in a job id, a record or JSON text)."""
-        parts = message.split(b"\0", 5)
+        parts = message.split(b"\0")
+        if len(parts) == 7:
+            # The record's last field holds ``name \0 idem`` (lua/_lib.lua): one NUL of its own.
+            parts[1:3] = [parts[1] + b"\0" + parts[2]]
         ended = ((parts[1], parts[2] or None, parts[3] or None, parts[4] or None,
                   parts[5] or None) if len(parts) == 6 else None)
         self._mark_stale((parts[0].decode(),))
