@@ -60,6 +60,7 @@ from ._redis_layout import (
     SUBMIT_NEW,
     SUBMIT_SAME,
     RedisKeys,
+    decode_frames,
     decode_job,
     decode_pushed,
     encode_data,
@@ -561,14 +562,16 @@ class RedisStore:
                 self.feeds.publish(job)
 
     def _job_ended(self, message: bytes) -> None:
-        """``id`` alone, or ``id \\0 record \\0 error \\0 result \\0 history \\0 progress``
-        from finish (NUL never occurs in a job id, a record or JSON text)."""
-        parts = message.split(b"\0")
-        if len(parts) == 7:
-            # The record's last field holds ``name \0 idem`` (lua/_lib.lua): one NUL of its own.
-            parts[1:3] = [parts[1] + b"\0" + parts[2]]
-        ended = ((parts[1], parts[2] or None, parts[3] or None, parts[4] or None,
-                  parts[5] or None) if len(parts) == 6 else None)
+        """Framed (``frame`` in lua/_lib.lua): the id alone, or from finish the id, record,
+        error, result, history and progress, so the long-poll answers without a read."""
+        parts = decode_frames(message)
+        ended: tuple[bytes, bytes | None, bytes | None, bytes | None, bytes | None] | None = None
+        if len(parts) == 6:
+            _, record, error, result, history, progress = parts
+            if record:
+                ended = (record, error or None, result or None, history or None,
+                         progress or None)
+        assert parts[0] is not None
         self._mark_stale((parts[0].decode(),))
         for waiter in self._waiters.get(parts[0].decode(), ()):
             waiter.ended = ended

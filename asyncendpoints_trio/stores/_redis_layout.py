@@ -155,9 +155,9 @@ def decode_job(job_id: str, snapshot: Sequence[Any]) -> Job | None:
     )
 
 
-def decode_pushed(entry: bytes) -> tuple[str, Job]:
-    """An inbox entry (``frame`` in lua/_lib.lua): length-prefixed id, token, record, data,
-    error, progress, each ``<n>:<bytes>`` or ``-`` for none."""
+def decode_frames(entry: bytes) -> list[bytes | None]:
+    """``frame`` values of lua/_lib.lua, one after another: ``<n>:<bytes>``, or ``-`` for
+    none."""
     parts: list[bytes | None] = []
     pos = 0
     while pos < len(entry):
@@ -170,7 +170,12 @@ def decode_pushed(entry: bytes) -> tuple[str, Job]:
         end = start + int(entry[pos:colon])
         parts.append(entry[start:end])
         pos = end
-    raw_id, _token, record, data, error, progress = parts
+    return parts
+
+
+def decode_pushed(entry: bytes) -> tuple[str, Job]:
+    """An inbox entry: framed id, token, record, data, error, progress."""
+    raw_id, _token, record, data, error, progress = decode_frames(entry)
     assert raw_id is not None
     job_id = raw_id.decode()
     job = decode_job(job_id, (record, data, None, error, None, progress))

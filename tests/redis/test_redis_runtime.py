@@ -73,7 +73,11 @@ async def test_long_poll_ends_when_the_job_does(store: RedisStore) -> None:
                 await trio.testing.wait_all_tasks_blocked()
                 release.set()
         assert store.statistics()["subscribed"]
+        read = await store.get(job_id)
     assert seen[0].status is JobStatus.COMPLETED and seen[0].result == b"7"
+    # Answered from the done message, which carries the record (with its own NUL between
+    # name and key) and the attempt history: every part must land in its own field.
+    assert seen[0] == read
 
 
 async def test_http_on_redis(redis_url: str) -> None:

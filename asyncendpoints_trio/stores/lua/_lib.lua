@@ -299,7 +299,7 @@ local function terminal(id, r, now, retention_ms, done_channel)
   redis.call('ZADD', EXPIRY, now + retention_ms, id)
   if redis.call('ZSCORE', WATCH, id) then
     redis.call('ZREM', WATCH, id)
-    redis.call('PUBLISH', done_channel, id)
+    redis.call('PUBLISH', done_channel, frame(id))
   end
 end
 

@@ -166,8 +166,9 @@ if #ended > 0 then
         local err = redis.call('HGET', ERR, id) or ''
         local history = redis.call('HGET', HIST, id) or ''
         local progress = redis.call('HGET', PROG, id) or ''
-        redis.call('PUBLISH', done_channel,
-                   table.concat({id, enc(state[id]), err, result, history, progress}, '\0'))
+        -- Length-prefixed (frame), as inbox entries: a record may hold NUL (name \0 idem).
+        redis.call('PUBLISH', done_channel, table.concat({frame(id), frame(enc(state[id])),
+                   frame(err), frame(result), frame(history), frame(progress)}))
       end
     end
   end
