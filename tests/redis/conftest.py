@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 import pytest
@@ -169,3 +170,28 @@ def private_cluster() -> Iterator[RedisCluster]:
     _need_redis_cli()
     with redis_cluster() as cluster:
         yield cluster
+
+
+@asynccontextmanager
+async def queue_stores(redis_url: str, prefix: str,
+                       **options: Any) -> AsyncIterator[Callable[[], Any]]:
+    """A maker of ``RedisStore``s, each on a queue of its own (tests share one server without
+    meeting); their keys are deleted and the stores closed on exit."""
+    from asyncendpoints_trio.stores._redis import RedisStore
+
+    made: list[RedisStore] = []
+
+    def make() -> RedisStore:
+        made.append(RedisStore(RedisClient(fast_settings(redis_url)),
+                               queue=f"{prefix}-{uuid.uuid4().hex[:10]}", owns_client=True,
+                               **options))
+        return made[-1]
+
+    try:
+        yield make
+    finally:
+        for store in made:
+            keys = await store.client.execute("KEYS", f"ae:{{{store.queue}}}:*")
+            if keys:
+                await store.client.execute("DEL", *keys)
+            await store.aclose()

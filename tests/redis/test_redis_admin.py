@@ -3,13 +3,11 @@ presence of instance processes that come and go (``kill -9``)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 import trio
 
-from asyncendpoints_trio.redis import RedisClient
 from asyncendpoints_trio.stores._redis import RedisStore
 
 from ..store_contract_admin import AdminContract
@@ -22,7 +20,7 @@ from ..test_admin_http import (
     test_the_job_page_streams_events_behind_the_hook,
     until,
 )
-from .conftest import fast_settings
+from .conftest import queue_stores
 
 # The HTTP tests again, on Redis (their make_store fixture is this module's).
 __all__ = ["test_detail_retry_and_cancel", "test_instances_and_stats",
@@ -38,14 +36,9 @@ def clock() -> None:
 
 @pytest.fixture
 async def store(redis_url: str) -> AsyncIterator[RedisStore]:
-    client = RedisClient(fast_settings(redis_url))
-    store = RedisStore(client, queue=f"adm-{uuid.uuid4().hex[:10]}", retention=1.0,
-                       owns_client=True)
-    yield store
-    keys = await client.execute("KEYS", f"ae:{{{store.queue}}}:*")
-    if keys:
-        await client.execute("DEL", *keys)
-    await store.aclose()
+    # A queue of this test's own: tests share one server without meeting.
+    async with queue_stores(redis_url, "adm", retention=1.0) as make:
+        yield make()
 
 
 class TestRedisAdmin(AdminContract):
@@ -54,19 +47,8 @@ class TestRedisAdmin(AdminContract):
 
 @pytest.fixture
 async def make_store(redis_url: str) -> AsyncIterator[StoreFactory]:
-    made: list[RedisStore] = []
-
-    def factory() -> RedisStore:
-        made.append(RedisStore(RedisClient(fast_settings(redis_url)),
-                               queue=f"adm-{uuid.uuid4().hex[:10]}", owns_client=True))
-        return made[-1]
-
-    yield factory
-    for store in made:
-        keys = await store.client.execute("KEYS", f"ae:{{{store.queue}}}:*")
-        if keys:
-            await store.client.execute("DEL", *keys)
-        await store.aclose()
+    async with queue_stores(redis_url, "adm") as make:
+        yield make
 
 
 @pytest.mark.slow

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from asyncendpoints_trio.stores._redis import RedisStore
 
 from ..store_contract import StoreContract, new_job, submit_one
 from ..store_contract_progress import ProgressContract
-from .conftest import fast_settings
+from .conftest import fast_settings, queue_stores
 
 LUA = Path(__file__).resolve().parents[2] / "asyncendpoints_trio" / "stores" / "lua"
 
@@ -26,17 +25,9 @@ def clock() -> None:
 
 @pytest.fixture
 async def store(redis_url: str) -> AsyncIterator[RedisStore]:
-    from asyncendpoints_trio.redis import RedisClient
-
-    client = RedisClient(fast_settings(redis_url))
     # A queue of this test's own: tests share one server without meeting.
-    store = RedisStore(client, queue=f"t-{uuid.uuid4().hex[:10]}", retention=1.0,
-                       owns_client=True)
-    yield store
-    keys = await client.execute("KEYS", f"ae:{{{store.queue}}}:*")
-    if keys:
-        await client.execute("DEL", *keys)
-    await store.aclose()
+    async with queue_stores(redis_url, "t", retention=1.0) as make:
+        yield make()
 
 
 class TestRedisStore(StoreContract, ProgressContract):
