@@ -343,8 +343,9 @@ local function name_of(id, r)
   return r.nm
 end
 
--- The moves noted so far, in parallel arrays (no table per job: this runs for every job
--- of every batch); AT: id -> its slot, so a second move of a job updates its first.
+-- The moves noted so far, in parallel arrays (no table per job); AT: id -> its slot, so a
+-- second move of a job updates its first. For the scripts that may move a job twice
+-- (recover, promote, cancel, retry, unidle).
 local MV_ID, MV_CR, MV_NAME, MV_FROM, MV_TO, AT = {}, {}, {}, {}, {}, {}
 local MV_N = 0
 
@@ -360,6 +361,35 @@ local function index_move(id, cr, name, from, to)
   AT[id] = at
   MV_ID[at], MV_CR[at], MV_NAME[at], MV_FROM[at], MV_TO[at] = id, cr, name, from or false,
                                                                to or false
+end
+
+-- The hot paths' moves (submit, claim, finish): their members go straight into the flush's
+-- arguments, per status, with no note per job: ENTER[status] the ZADD arguments ('0',
+-- member, ...), LEAVE[status] the members to ZREM. index_flush adds before it removes, so
+-- a job moved twice this way in one script (submitted, then pushed) ends with its last
+-- member alone; a job must not come back this way to a status it left in the same script,
+-- nor be noted by index_move after such a move (index_move's notes are applied first).
+local ENTER, LEAVE = {}, {}
+
+local function entering(status)
+  local list = ENTER[status]
+  if not list then list = {}; ENTER[status] = list end
+  return list
+end
+
+local function leaving(status)
+  local list = LEAVE[status]
+  if not list then list = {}; LEAVE[status] = list end
+  return list
+end
+
+-- One job from status `from` to status `to` (statuses, never false), on the hot path.
+local function index_shift(id, cr, name, from, to)
+  local out = LEAVE[from] or leaving(from)
+  out[#out + 1] = member(name, from, cr, id)
+  local into = ENTER[to] or entering(to)
+  into[#into + 1] = '0'
+  into[#into + 1] = member(name, to, cr, id)
 end
 
 local function index_flush()
@@ -385,16 +415,26 @@ local function index_flush()
       end
     end
   end
+  -- status -> how its count changes: one HINCRBY per status whose count moved
+  local delta = {}
   for status, members in pairs(out) do
-    local gone = call_many('ZREM', BY_NAME, members)
-    if gone > 0 then redis.call('HINCRBY', COUNTS, status, -gone) end
+    delta[status] = (delta[status] or 0) - call_many('ZREM', BY_NAME, members)
   end
   for status, entries in pairs(into) do
-    local added = call_many('ZADD', BY_NAME, entries)
-    if added > 0 then redis.call('HINCRBY', COUNTS, status, added) end
+    delta[status] = (delta[status] or 0) + call_many('ZADD', BY_NAME, entries)
+  end
+  for status, entries in pairs(ENTER) do
+    delta[status] = (delta[status] or 0) + call_many('ZADD', BY_NAME, entries)
+  end
+  for status, members in pairs(LEAVE) do
+    delta[status] = (delta[status] or 0) - call_many('ZREM', BY_NAME, members)
+  end
+  for status, d in pairs(delta) do
+    if d ~= 0 then redis.call('HINCRBY', COUNTS, status, d) end
   end
   MV_ID, MV_CR, MV_NAME, MV_FROM, MV_TO, AT = {}, {}, {}, {}, {}, {}
   MV_N = 0
+  ENTER, LEAVE = {}, {}
 end
 
 -- Per-minute counts for the admin stats: kind s (submitted), c (completed), f (failed).

@@ -37,7 +37,7 @@ if #ids > 0 then
       r.ow = owner
       r.sa = ms(STAMP)
       touch(r)
-      index_move(id, r.cr, name_of(id, r), 'Queued', 'InProgress')
+      index_shift(id, r.cr, name_of(id, r), 'Queued', 'InProgress')
       local s = enc(r)
       taken[#taken + 1] = id
       fresh[#fresh + 1] = id

@@ -108,7 +108,7 @@ if #order > 0 then
   for _, id in ipairs(order) do
     local r = state[id]
     local st = r.st
-    index_move(id, r.cr, name_of(id, r), 'InProgress', st)
+    index_shift(id, r.cr, name_of(id, r), 'InProgress', st)
     writes[#writes + 1] = id
     writes[#writes + 1] = enc(r)
     if st == 'Completed' then completed = completed + 1 end

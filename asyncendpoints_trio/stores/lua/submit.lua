@@ -32,6 +32,8 @@ if #keys > 0 then
 end
 local taken = {}  -- ids stored by this very batch: id -> {record, data}
 local records, datas, order, priorities, idems, later = {}, {}, {}, {}, {}, {}
+local names, statuses = {}, {}  -- the new jobs', in the order of `records`
+local pushed = {}  -- id -> true: a new job push() leased at once
 local replies = {}
 
 local function same(id)
@@ -89,7 +91,8 @@ for i = 0, n - 1 do
     records[#records + 1] = record
     datas[#datas + 1] = id
     datas[#datas + 1] = data
-    index_move(id, r.cr, name, nil, r.st)
+    names[#names + 1] = name
+    statuses[#statuses + 1] = r.st
     if idem ~= '' then
       idems[#idems + 1] = idem
       idems[#idems + 1] = id .. '|' .. fp
@@ -126,7 +129,7 @@ local function push(live)
       leases[#leases + 1] = id
       box[#box + 1] = frame(id) .. frame(ms(r.tok)) .. frame(s) .. frame(taken[id][2]) ..
                       '--'
-      index_move(id, r.cr, r.nm, 'Queued', 'InProgress')
+      pushed[id] = true
     end
     call_many('HSET', REC, writes)
     call_many('ZADD', LEASES, leases)
@@ -157,6 +160,16 @@ if #records > 0 then
     call_many('ZADD', SCHEDULED, later)
     -- An idle instance learns the new due time from the claim this wakes it for.
     wake()
+  end
+  -- The new jobs' members, each under its status now (a pushed job's is InProgress
+  -- already): one ZADD per status. Every new job was created now.
+  local cr = ms(STAMP)
+  for k = 1, #names do
+    local id = records[2 * k - 1]
+    local st = pushed[id] and 'InProgress' or statuses[k]
+    local into = ENTER[st] or entering(st)
+    into[#into + 1] = '0'
+    into[#into + 1] = member(names[k], st, cr, id)
   end
   index_flush()
   count_rate(now, 's', #records / 2)
