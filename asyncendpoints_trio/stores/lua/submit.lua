@@ -12,6 +12,7 @@
 --   {'full'}                                         the queue holds max_queued jobs
 -- Reads and writes go in one variadic call each for the whole batch.
 local now = now_ms()
+local stamp = ms(STAMP)  -- every new job's created and updated time
 local max_queued = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
 local F = 7  -- fields per job
@@ -35,6 +36,7 @@ local records, datas, order, priorities, idems, later = {}, {}, {}, {}, {}, {}
 local names, statuses = {}, {}  -- the new jobs', in the order of `records`
 local pushed = {}  -- id -> true: a new job push() leased at once
 local replies = {}
+local formatted = {}  -- an integer argument -> as the record writes it (ms)
 
 local function same(id)
   if taken[id] then
@@ -73,12 +75,11 @@ for i = 0, n - 1 do
     replies[#replies + 1] = {'full'}
   else
     local name = string.match(data, '^([^%z]*)')
-    local r = {st = 'Queued', tok = 0, rt = 0, mx = tonumber(mx), cn = '0', cr = ms(STAMP),
-               sa = '', co = '', up = ms(STAMP), ow = '', pr = priority, du = '',
-               ver = 1, nm = name, idem = idem}
+    -- The record, as enc() would write it for a new job, in one concatenation: no table
+    -- per job, and each distinct max_retries and priority formatted once per batch.
+    local st, du = 'Queued', ''
     if delay > 0 then
-      r.st = 'Scheduled'
-      r.du = ms(STAMP + delay * 1000)
+      st, du = 'Scheduled', ms(STAMP + delay * 1000)
       later[#later + 1] = now + delay
       later[#later + 1] = id
     else
@@ -86,20 +87,24 @@ for i = 0, n - 1 do
       priorities[#priorities + 1] = priority
       queued = queued + 1
     end
-    local record = enc(r)
+    local mxs, prs = formatted[mx], formatted[ARGV[b + 5]]
+    if not mxs then mxs = ms(tonumber(mx)); formatted[mx] = mxs end
+    if not prs then prs = ms(priority); formatted[ARGV[b + 5]] = prs end
+    local record = st .. '|0|0|' .. mxs .. '|0|' .. stamp .. '|||' .. stamp .. '||' .. prs ..
+                   '|' .. du .. '|1|' .. name .. '\0' .. idem
     records[#records + 1] = id
     records[#records + 1] = record
     datas[#datas + 1] = id
     datas[#datas + 1] = data
     names[#names + 1] = name
-    statuses[#statuses + 1] = r.st
+    statuses[#statuses + 1] = st
     if idem ~= '' then
       idems[#idems + 1] = idem
       idems[#idems + 1] = id .. '|' .. fp
       seen_keys[idem] = id .. '|' .. fp
     end
     taken[id] = {record, data}
-    replies[#replies + 1] = {'new', ms(STAMP)}
+    replies[#replies + 1] = {'new', stamp}
   end
 end
 -- Push dispatch: when nothing else waits, lease the new jobs straight to idle instances, in
@@ -162,14 +167,13 @@ if #records > 0 then
     wake()
   end
   -- The new jobs' members, each under its status now (a pushed job's is InProgress
-  -- already): one ZADD per status. Every new job was created now.
-  local cr = ms(STAMP)
+  -- already): one ZADD per status.
   for k = 1, #names do
     local id = records[2 * k - 1]
     local st = pushed[id] and 'InProgress' or statuses[k]
     local into = ENTER[st] or entering(st)
     into[#into + 1] = '0'
-    into[#into + 1] = member(names[k], st, cr, id)
+    into[#into + 1] = member(names[k], st, stamp, id)
   end
   index_flush()
   count_rate(now, 's', #records / 2)
