@@ -93,10 +93,13 @@ local function dec(s)
           ver = tonumber(ver), nm = nm, idem = idem}
 end
 
+-- One concatenation (one string made), no table.
 local function enc(r)
-  return table.concat({r.st, ms(r.tok), ms(r.rt), ms(r.mx), r.cn, r.cr, r.sa, r.co, r.up,
-                       r.ow, ms(r.pr), r.du, ms(r.ver),
-                       r.nm and r.nm .. '\0' .. r.idem or r.idem}, '|')
+  local last = r.idem
+  if r.nm then last = r.nm .. '\0' .. last end
+  return r.st .. '|' .. ms(r.tok) .. '|' .. ms(r.rt) .. '|' .. ms(r.mx) .. '|' .. r.cn .. '|' ..
+         r.cr .. '|' .. r.sa .. '|' .. r.co .. '|' .. r.up .. '|' .. r.ow .. '|' .. ms(r.pr) ..
+         '|' .. r.du .. '|' .. ms(r.ver) .. '|' .. last
 end
 
 -- A change of the job that keeps its lastUpdatedAt (a progress report).
