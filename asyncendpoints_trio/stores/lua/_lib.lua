@@ -59,7 +59,7 @@ local function ms(n)
   local s = FORMATTED[n]
   if not s then
     s = string.format('%d', n)
-    FORMATTED[n] = s
+    if n == n then FORMATTED[n] = s end  -- (a NaN cannot be a key)
   end
   return s
 end
