@@ -8,7 +8,8 @@ time per job (S, bench/script_cost.py), another checkout (the baseline, by defau
 Each repetition runs every workload on the baseline and then on this tree (A B, A B, ...),
 each on a fresh private redis-server, with the same script bench/libs/ours.py of its own
 tree (each imports its own package first). Prints the median of each figure per tree and
-the ratio this/baseline. One JSON line at the end (``BENCH_RESULT``).
+the ratio this/baseline, and the median of each repetition's own ratio (``paired``: less
+noisy on a shared machine). One JSON line at the end (``BENCH_RESULT``).
 """
 
 from __future__ import annotations
@@ -79,12 +80,20 @@ def main() -> None:
     summary: dict[str, Any] = {}
     for w in workloads:
         print(f"\n{w} ({SIZES[w]:,} jobs, {args.reps} reps, medians)")
-        print(f"  {'figure':<24}{'baseline':>14}{'this':>14}{'this/baseline':>15}")
+        print(f"  {'figure':<24}{'baseline':>14}{'this':>14}{'this/baseline':>15}"
+              f"{'paired':>9}")
         for figure in FIGURES[w]:
             base = statistics.median(r[figure] for r in results[w]["baseline"])
             this = statistics.median(r[figure] for r in results[w]["this"])
-            summary[f"{w}.{figure}"] = {"baseline": base, "this": this, "ratio": this / base}
-            print(f"  {figure:<24}{base:>14,.1f}{this:>14,.1f}{this / base:>15.3f}")
+            # The median of each repetition's own ratio: the two runs of a repetition follow
+            # each other, so on a shared machine they more often share its load.
+            paired = statistics.median(
+                t[figure] / b[figure]
+                for b, t in zip(results[w]["baseline"], results[w]["this"], strict=True))
+            summary[f"{w}.{figure}"] = {"baseline": base, "this": this, "ratio": this / base,
+                                        "paired_ratio": paired}
+            print(f"  {figure:<24}{base:>14,.1f}{this:>14,.1f}{this / base:>15.3f}"
+                  f"{paired:>9.3f}")
     print(RESULT_PREFIX + json.dumps({"baseline": str(trees["baseline"]), "reps": args.reps,
                                       "figures": summary}))
 
