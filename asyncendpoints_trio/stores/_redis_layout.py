@@ -16,9 +16,21 @@ from .._job import EMPTY_CONTEXT, Attempt, AuditEntry, HttpContext, Job, JobStat
 from ._protocol import NewJob
 
 
+def tag_of(queue: str, partition: int) -> str:
+    return queue if partition == 0 else f"{queue}|{partition}"
+
+
+def layout_key(queue: str) -> str:
+    """The queue's partition count, where a queue of more than one records it (a STRING in
+    partition 0's slot; missing: one partition)."""
+    return f"ae:{{{queue}}}:partitions"
+
+
 @dataclass(frozen=True, slots=True)
 class RedisKeys:
-    """Every key of one queue; all share the hash tag ``{queue}`` (one Cluster slot)."""
+    """Every key of one partition of a queue; all share its hash tag (one Cluster slot):
+    ``{queue}`` for partition 0 (a queue of one partition is today's layout) and
+    ``{queue|k}`` for partition ``k`` (see _partitions.py)."""
 
     rec: str
     data: str
@@ -52,8 +64,8 @@ class RedisKeys:
         return self.rec[:-3] + "presence:" + instance
 
     @classmethod
-    def of(cls, queue: str) -> RedisKeys:
-        prefix = f"ae:{{{queue}}}:"
+    def of(cls, queue: str, partition: int = 0) -> RedisKeys:
+        prefix = f"ae:{{{tag_of(queue, partition)}}}:"
         return cls(**{f.name: prefix + f.name for f in dataclasses.fields(cls)})
 
     def as_list(self) -> list[str]:
