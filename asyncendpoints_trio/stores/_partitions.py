@@ -1,22 +1,58 @@
 """A queue over P partitions: which partition a job lives in, and where claims look next.
 
 Partition ``k`` of queue ``q`` has its own hash tag (``{q}`` for partition 0, today's layout,
-and ``{q|k}`` for the others), so its keys land on their own Cluster slot and every script
-still touches one slot. A job lives in ``crc32(id) % P``: reads, cancels and long-polls go
-straight to it. An id the library draws for a submit with an idempotency key is drawn in
-``crc32(key) % P``, so that every submit with that key meets the same partition and dedupe
-holds; a client-chosen id keeps its own partition (over HTTP the key and the chosen id come
-from the same header, so they never part).
+and ``{q|k}`` or ``{q|k.n}`` for the others: see ``tags``), so its keys land on their own
+Cluster slot and every script still touches one slot. A job lives in ``crc32(id) % P``:
+reads, cancels and long-polls go straight to it. An id the library draws for a submit with
+an idempotency key is drawn in ``crc32(key) % P``, so that every submit with that key meets
+the same partition and dedupe holds; a client-chosen id keeps its own partition (over HTTP
+the key and the chosen id come from the same header, so they never part).
 """
 
 from __future__ import annotations
 
+import binascii
+import functools
 import uuid
 import zlib
 
-MAX_PARTITIONS = 1024
+MAX_PARTITIONS = 256
+_SLOTS = 16384
 # How long a claim skips a partition it found empty (seconds), unless told of work there.
 EMPTY_FOR = 0.5
+
+
+def _slot(tag: str) -> int:
+    return binascii.crc_hqx(tag.encode(), 0) % _SLOTS
+
+
+@functools.lru_cache(maxsize=64)
+def tags(queue: str, partitions: int) -> tuple[str, ...]:
+    """The hash tags of a queue's partitions, chosen to fall in P different equal slices
+    of the slot space (in each slice's middle half): a cluster whose N primaries serve equal
+    contiguous shares of the slots, as ``redis-cli --cluster create`` makes them, then holds
+    P / N partitions on each primary when N divides P. Plain ``{q|k}`` tags would land by
+    chance (with 6 over 3 primaries, a quarter of queue names leave one primary without
+    any). Partition 0 keeps the queue's own tag, and its slice is the one it falls in; the
+    others take the remaining slices in order, each the first of ``q|k``, ``q|k.1``,
+    ``q|k.2``, ... that lands in the middle half of its slice (about 2P tries each)."""
+    if partitions == 1:
+        return (queue,)
+    width = _SLOTS / partitions
+
+    def lands(tag: str, part: int) -> bool:
+        offset = _slot(tag) - part * width
+        return width / 4 <= offset < width * 3 / 4
+
+    first = int(_slot(queue) // width)
+    found = [queue]
+    for k, part in enumerate((s for s in range(partitions) if s != first), start=1):
+        tag, n = f"{queue}|{k}", 0
+        while not lands(tag, part):
+            n += 1
+            tag = f"{queue}|{k}.{n}"
+        found.append(tag)
+    return tuple(found)
 
 
 def partition_of(text: str, partitions: int) -> int:

@@ -35,7 +35,7 @@ from . import _redis_admin as admin
 from ._admin import Inspected, Instance, InstanceInfo, JobPage, JobQuery, QueueStats, Retried
 from ._feeds import JobFeeds, JobWatch
 from ._history import error_summary
-from ._partitions import MAX_PARTITIONS, ClaimOrder, id_in, partition_of
+from ._partitions import MAX_PARTITIONS, ClaimOrder, id_in, partition_of, tags
 from ._protocol import (
     AckCancel,
     Claimed,
@@ -160,8 +160,8 @@ class _Part:
     changes: str  # named in lua/_lib.lua too
 
     @classmethod
-    def of(cls, queue: str, index: int) -> _Part:
-        keys = RedisKeys.of(queue, index)
+    def of(cls, tag: str, index: int) -> _Part:
+        keys = RedisKeys.of(tag)
         prefix = keys.rec[:-3]
         return cls(index, keys, keys.as_list(), prefix + "cancel", prefix + "done",
                    prefix + "changes")
@@ -205,7 +205,7 @@ class RedisStore:
         self.control = control if control is not None else client.sibling(
             max_connections=CONTROL_CONNECTIONS)
         self._scripts = _SHARDED_SCRIPTS if client.clustered else _SCRIPTS
-        self._parts = [_Part.of(queue, k) for k in range(partitions)]
+        self._parts = [_Part.of(tag, k) for k, tag in enumerate(tags(queue, partitions))]
         self.keys = self._parts[0].keys  # partition 0: presence, and the layout record
         self._channels = {channel: kind for part in self._parts for channel, kind in (
             (part.cancel.encode(), "cancel"), (part.done.encode(), "done"),
@@ -818,7 +818,7 @@ class RedisStore:
         recorded = await self.client.execute("GET", key)
         had = 1 if recorded is None else int(recorded)
         if had != self.partitions:
-            old = [_Part.of(self.queue, k) for k in range(had)]
+            old = [_Part.of(tag, k) for k, tag in enumerate(tags(self.queue, had))]
             sizes = await self.client.pipeline([("HLEN", part.keys.rec) for part in old])
             for reply in sizes:
                 if isinstance(reply, Exception):

@@ -16,10 +16,6 @@ from .._job import EMPTY_CONTEXT, Attempt, AuditEntry, HttpContext, Job, JobStat
 from ._protocol import NewJob
 
 
-def tag_of(queue: str, partition: int) -> str:
-    return queue if partition == 0 else f"{queue}|{partition}"
-
-
 def layout_key(queue: str) -> str:
     """The queue's partition count, where a queue of more than one records it (a STRING in
     partition 0's slot; missing: one partition)."""
@@ -64,8 +60,9 @@ class RedisKeys:
         return self.rec[:-3] + "presence:" + instance
 
     @classmethod
-    def of(cls, queue: str, partition: int = 0) -> RedisKeys:
-        prefix = f"ae:{{{tag_of(queue, partition)}}}:"
+    def of(cls, tag: str) -> RedisKeys:
+        """The keys of hash tag ``tag``: a queue's name, for its partition 0."""
+        prefix = f"ae:{{{tag}}}:"
         return cls(**{f.name: prefix + f.name for f in dataclasses.fields(cls)})
 
     def as_list(self) -> list[str]:
