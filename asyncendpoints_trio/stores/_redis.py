@@ -861,6 +861,7 @@ class RedisStore:
     def statistics(self) -> Mapping[str, Any]:
         return {
             "queue": self.queue,
+            "partitions": self.partitions,
             "fenced_writes": self._fenced,
             "pushed_jobs": self.pushed,
             "subscribed": self._subscribed,
