@@ -11,7 +11,9 @@ What fails is told apart:
   fencing makes the late write harmless. But a write that keeps failing in transit while
   the store answers a plain read is not an outage: Redis drops the connection of a request
   it will not take (over ``proto-max-bulk-len``), which looks just like a cut link. After
-  ``SUSPECT_AFTER`` failures such a batch is treated as below.
+  ``SUSPECT_AFTER`` failures, if the store answers a read, the batch is tried once more at
+  once (the outage may just have ended); failing again while reads work, it is treated as
+  below.
 - Anything else (an error reply, a result over the server's limits, a bug) will fail the
   same way again. The batch is split in halves until the outcome that fails is alone; only
   that one is replaced by a plain failure of its job (``OutcomeUnwritable``), and if even that
@@ -116,6 +118,7 @@ class OutcomeWriter(Actor):
 
     async def _write(self, batch: list[Outcome]) -> None:
         failures = 0
+        suspect = False  # the last try came right after the store answered a read
         while True:
             try:
                 applied = await self.store.finish(batch)
@@ -126,11 +129,17 @@ class OutcomeWriter(Actor):
                 log.log(logging.WARNING if failures == 1 else logging.DEBUG,
                         "writing %d outcomes failed (%s); retrying", len(batch), exc)
                 if failures >= SUSPECT_AFTER and await self._store_answers(batch):
-                    # The store answers, only this write keeps failing in transit: a
-                    # request the server drops (too large for it, say). Treat it as one
-                    # that can never be written.
-                    await self._isolate(batch, exc)
-                    return
+                    if suspect:
+                        # The store answers, only this write keeps failing in transit,
+                        # even between two good reads: a request the server drops (too
+                        # large for it, say). Treat it as one that can never be written.
+                        await self._isolate(batch, exc)
+                        return
+                    # Or the outage just ended (a failover completed during the last
+                    # try): one more try, at once, tells the two apart.
+                    suspect = True
+                    continue
+                suspect = False
                 await trio.sleep(backoff_delay(failures, self.backoff_cap))
             except Exception as exc:
                 self.stats.store_errors += 1

@@ -15,6 +15,7 @@ import trio
 import trio.testing
 
 from asyncendpoints_trio import AsyncContext, EndpointsConfig, JobStatus, MemoryStore, NewJob
+from asyncendpoints_trio.runtime._outcomes import SUSPECT_AFTER
 from asyncendpoints_trio.stores._protocol import Complete, Outcome
 
 from .._runtime_kit import new, registry, restarts, running, wait_terminal
@@ -70,7 +71,27 @@ async def test_a_write_that_keeps_failing_in_transit_while_the_store_answers(
     assert good.status is JobStatus.COMPLETED
     assert bad.status is JobStatus.FAILED and bad.error is not None
     assert bad.error["code"] == "OutcomeUnwritable"
-    assert store.injected("finish") == 3  # SUSPECT_AFTER tries, then isolated
+    # SUSPECT_AFTER tries, one more right after a good read, then isolated.
+    assert store.injected("finish") == 4
+
+
+async def test_a_write_that_failed_until_the_outage_ended_is_stored(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The store comes back between a failed write and the read that asks whether it is
+    there (a failover completing): the outcome is written, not replaced by a failure. The
+    writer replaced a Complete by OutcomeUnwritable here, seen in the cluster failover
+    test."""
+
+    async def work(ctx: AsyncContext[str]) -> str:
+        return ctx.request
+
+    store = FaultyStore(MemoryStore())
+    store.inject("finish", "fail", times=SUSPECT_AFTER)  # then the outage is over
+    async with running(registry(Work=work), EndpointsConfig(concurrency=1), store) as rt:
+        job = await wait_terminal(rt, (await rt.submit(new("Work", "done"))).job.id)
+    assert job.status is JobStatus.COMPLETED, job.error
+    assert store.injected("finish") == SUSPECT_AFTER
 
 
 async def test_result_over_max_result_bytes_fails_its_job(
