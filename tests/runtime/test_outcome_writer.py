@@ -15,6 +15,7 @@ import trio
 import trio.testing
 
 from asyncendpoints_trio import AsyncContext, EndpointsConfig, JobStatus, MemoryStore, NewJob
+from asyncendpoints_trio._errors import ReplicationTimeout
 from asyncendpoints_trio.runtime._outcomes import SUSPECT_AFTER
 from asyncendpoints_trio.stores._protocol import Complete, Outcome
 
@@ -92,6 +93,38 @@ async def test_a_write_that_failed_until_the_outage_ended_is_stored(
         job = await wait_terminal(rt, (await rt.submit(new("Work", "done"))).job.id)
     assert job.status is JobStatus.COMPLETED, job.error
     assert store.injected("finish") == SUSPECT_AFTER
+
+
+class Unreplicated(MemoryStore):
+    """``finish`` answers ReplicationTimeout (as with ``replicas_ack`` while the replica is
+    away) the first ``times`` calls; reads work all along."""
+
+    def __init__(self, times: int) -> None:
+        super().__init__()
+        self.shortfalls = times
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        if self.shortfalls:
+            self.shortfalls -= 1
+            await trio.lowlevel.checkpoint()
+            raise ReplicationTimeout("WAIT 1: 0 replicas acknowledged", acknowledged=0)
+        return await super().finish(outcomes)
+
+
+async def test_an_outcome_waiting_for_replicas_is_not_taken_for_unwritable(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Reads work while WAIT falls short: that is no request the server drops, so the
+    outcome is retried until the replicas answer, not replaced by a failure."""
+
+    async def work(ctx: AsyncContext[str]) -> str:
+        return ctx.request
+
+    store = Unreplicated(SUSPECT_AFTER + 3)
+    async with running(registry(Work=work), EndpointsConfig(concurrency=1), store) as rt:
+        job = await wait_terminal(rt, (await rt.submit(new("Work", "done"))).job.id)
+    assert job.status is JobStatus.COMPLETED, job.error
+    assert store.shortfalls == 0
 
 
 async def test_result_over_max_result_bytes_fails_its_job(
