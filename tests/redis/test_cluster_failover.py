@@ -103,6 +103,9 @@ class Runs:
     by_job: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     started: trio.Event = field(default_factory=trio.Event)  # a first run began
 
+    def running(self) -> int:
+        return sum(runs[-1] == "running" for runs in self.by_job.values())
+
     def outline(self, job_id: str) -> list[str]:
         return self.by_job.get(job_id, [])
 
@@ -157,19 +160,21 @@ class Submits:
     instances: list[httpx.AsyncClient]
     accepted: dict[str, str] = field(default_factory=dict)  # key -> job id
     refused: int = 0  # 503 answers, each sent again
+    answers: int = 0
     by_instance: dict[int, int] = field(default_factory=lambda: defaultdict(int))
-    changed: trio.Event = field(default_factory=trio.Event)
+    changed: trio.Event = field(default_factory=trio.Event)  # set at every answer
 
     async def submit(self, key: str, number: int, *, deadline: float) -> None:
         for attempt in itertools.count():
             which = (number + attempt) % len(self.instances)  # a retry tries the other
             response = await self.instances[which].post(
                 "/work", json=WORK, headers={"Idempotency-Key": key})
+            self.answers += 1
+            self.changed.set()
+            self.changed = trio.Event()
             if response.status_code == 202:
                 self.accepted[key] = response.json()["id"]
                 self.by_instance[which] += 1
-                self.changed.set()
-                self.changed = trio.Event()
                 return
             assert response.status_code == 503, (response.status_code, response.text)
             assert int(response.headers["retry-after"]) >= 1
@@ -219,6 +224,11 @@ class Failover:
             return "state=online" in command(self.replica, "INFO", "replication").decode()
         await trio.to_thread.run_sync(wait_for, replica_online, "the old primary's resync")
         self.replicated.set()
+
+
+def _refreshes(store: RedisStore) -> int:
+    assert isinstance(store.client, ClusterClient)
+    return store.client.statistics().map_refreshes
 
 
 async def all_jobs(store: RedisStore) -> list[Job]:
@@ -274,8 +284,11 @@ async def test_acknowledged_jobs_survive_a_primary_killed_under_load(
                 # Mid stream, some jobs accepted and some running: kill the queue's primary.
                 await submits.wait_accepted(JOBS[0])
                 await runs.started.wait()
+                running_at_kill = runs.running()
+                accepted_at_kill = len(submits.accepted)
                 nursery.start_soon(failover.run, cluster)
                 await failover.promoted.wait()
+                refreshes_at_promotion = [_refreshes(store) for _, store in instances]
                 # After the promotion (and while the old primary resyncs): more submits.
                 nursery.start_soon(submits.stream, after, len(before) + len(during),
                                    deadline)
@@ -304,11 +317,14 @@ async def test_acknowledged_jobs_survive_a_primary_killed_under_load(
                   for client in clients]
     reruns = sum(len(runs.outline(i)) > 1 for i in jobs)
     gap = failover.promoted_at - failover.killed_at
-    print(f"\nfailover under load ({describe(options)}): kill -9 to promotion {gap:.2f}s; "
+    print(f"\nfailover under load ({describe(options)}): killed with {accepted_at_kill} "
+          f"jobs accepted, {running_at_kill} running; kill -9 to promotion {gap:.2f}s; "
           f"{len(keys)} keys, {submits.refused} answers 503 sent again; "
           f"{len(lost)} of {len(keys)} 202'd jobs lost; {reruns} jobs run again after a "
           "cut run; "
-          f"map refreshes per instance {[s.map_refreshes for s in stats]}")
+          f"map refreshes per instance {refreshes_at_promotion} at the promotion, "
+          f"{[s.map_refreshes for s in stats]} at the end")
+    assert running_at_kill > 0  # the kill came mid-run
     assert not lost, f"{len(lost)} jobs answered 202 are unknown after the failover: {lost[:5]}"
     for job_id, job in jobs.items():
         assert job.status is JobStatus.COMPLETED, job
