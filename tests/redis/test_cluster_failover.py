@@ -18,8 +18,11 @@ What must hold for every job that got a ``202``:
   per key, and nothing is left queued or running.
 
 Without ``replicas_ack`` Redis replicates asynchronously: a ``202`` may be sent for a job
-the replica never got, and the promoted replica has never heard of it. That variant is
-expected to fail now and then (``xfail``, not strict): it is what ``replicas_ack`` fixes.
+the replica never got, and the promoted replica has never heard of it. That variant may
+fail (``xfail``, not strict): it is what ``replicas_ack`` fixes. On loopback the replica is
+rarely more than a moment behind, so it mostly passes; the second test takes the timing out:
+the replica is stopped and its link dropped before the kill, and every submit and finish
+the store acknowledged meanwhile is gone (strict ``xfail`` without ``replicas_ack``).
 """
 
 from __future__ import annotations
@@ -202,6 +205,14 @@ class Submits:
 
 # -- the failover -----------------------------------------------------------------------------
 
+def queue_primary(cluster: RedisCluster, queue: str) -> int:
+    """The primary holding most of the queue's keys: with one partition, the one serving
+    the slot of ``{queue}``; over several partitions, the busiest of theirs."""
+    held = {port: len(command(port, "KEYS", f"*{{{queue}*")) for port in cluster.primaries()}
+    busiest = max(held, key=lambda port: held[port])
+    return busiest if held[busiest] else cluster.owner_of(f"{{{queue}}}")
+
+
 @dataclass
 class Failover:
     victim: int
@@ -266,8 +277,6 @@ async def test_acknowledged_jobs_survive_a_primary_killed_under_load(
     cluster = private_cluster
     url = cluster.url
     queue = f"fo-{uuid.uuid4().hex[:8]}"
-    victim = cluster.owner_of(f"{{{queue}}}")
-    failover = Failover(victim, cluster.replica_of(victim))
     runs = Runs()
     keys = [f"{queue}-{i}" for i in range(sum(JOBS))]
     before, during, after = (keys[:JOBS[0]], keys[JOBS[0]:JOBS[0] + JOBS[1]],
@@ -286,6 +295,8 @@ async def test_acknowledged_jobs_survive_a_primary_killed_under_load(
                 await runs.started.wait()
                 running_at_kill = runs.running()
                 accepted_at_kill = len(submits.accepted)
+                victim = await trio.to_thread.run_sync(queue_primary, cluster, queue)
+                failover = Failover(victim, cluster.replica_of(victim))
                 nursery.start_soon(failover.run, cluster)
                 await failover.promoted.wait()
                 refreshes_at_promotion = [_refreshes(store) for _, store in instances]
@@ -384,9 +395,6 @@ async def test_acknowledged_writes_survive_a_failover_to_a_lagging_replica(
     async replication allows, with the timing taken out of it."""
     cluster = private_cluster
     queue = f"lag-{uuid.uuid4().hex[:8]}"
-    victim = cluster.owner_of(f"{{{queue}}}")
-    replica = cluster.replica_of(victim)
-    (mark,) = cluster.keys_on(victim, 1, f"{queue}-mark")
     store = make_store(cluster.url, queue, options)
     try:
         with trio.fail_after(30):
@@ -394,6 +402,9 @@ async def test_acknowledged_writes_survive_a_failover_to_a_lagging_replica(
             assert len(await _accepted(store, early)) == 4
             claimed = await store.claim("worker-1", 2, 30.0)
             assert len(claimed) == 2
+            victim = await trio.to_thread.run_sync(queue_primary, cluster, queue)
+            replica = cluster.replica_of(victim)
+            (mark,) = cluster.keys_on(victim, 1, f"{queue}-mark")
             # Whatever the victim wrote so far has reached its replica (one stream, in order).
             await store.client.evalsha(_MARK, [mark], wait=ReplicaWait(1, 5.0))
             cluster.server(replica).pause()
