@@ -66,7 +66,7 @@ pytestmark = pytest.mark.slow
 # once a replica has the job, a queue over six slots). Until ``RedisStore`` takes these
 # keywords, that variant is skipped; the other runs with none.
 STORE_OPTIONS: dict[str, Any] = {"partitions": 6, "replicas_ack": 1, "replicas_timeout": 1.0}
-UNACKED_OPTIONS: dict[str, Any] = {}  # issue 11: {"partitions": 6} once that exists
+UNACKED_OPTIONS: dict[str, Any] = {"partitions": 6}
 
 JOBS = (40, 40, 40)  # submitted before the kill, during the gap, after the promotion
 WORK = 0.2  # seconds per run
