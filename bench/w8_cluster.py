@@ -68,6 +68,7 @@ from asyncendpoints_trio.stores import RedisStore  # noqa: E402
 from asyncendpoints_trio.stores._partitions import partition_of  # noqa: E402
 from asyncendpoints_trio.stores._redis_layout import RedisKeys  # noqa: E402
 from tests._redis_cluster import RedisCluster, command  # noqa: E402
+from tests._redis_server import PortTaken  # noqa: E402
 
 QUEUE = "default"
 WORKERS = 2
@@ -239,12 +240,26 @@ def wait_until(condition: Any, timeout: float, what: str, procs: list[Any],
         time.sleep(POLL_INTERVAL)  # a bounded poll of shared memory, not a synchronisation
 
 
+def start_cluster(attempts: int = 3) -> RedisCluster:
+    """A started cluster. Its ports were free when chosen, not when bound: a port another
+    process took meanwhile means new ports, at most ``attempts`` times."""
+    for attempt in range(attempts):
+        cluster = RedisCluster()
+        try:
+            cluster.start()
+            return cluster
+        except PortTaken:
+            cluster.cleanup()
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def measure(n: int, partitions: int, balanced: bool, seed: int) -> dict[str, Any]:
     """One measurement on a fresh cluster: the figures, per primary and in all."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-w8-"))
-    cluster = RedisCluster()
+    cluster = start_cluster()
     try:
-        cluster.start()
         # In the order of the slot ranges they were created with (0-5460 first), so that
         # "primary 1" is the same role in every repetition, whatever its port.
         created = cluster.owners(cluster.primaries()[0])
