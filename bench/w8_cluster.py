@@ -1,8 +1,8 @@
 """W8: W1's drain on a Redis Cluster, by two worker processes, one queue of P partitions.
 
-    python bench/w8_cluster.py                        # P = 1, 6 and 6 balanced; 30,000 jobs; 3 reps
+    python bench/w8_cluster.py                        # P = 1 and 6; 30,000 jobs; 3 reps
     python bench/w8_cluster.py --smoke                # 600 jobs, 1 rep: the harness still works
-    python bench/w8_cluster.py --n 50000 --reps 5 --variants 1,6
+    python bench/w8_cluster.py --n 50000 --reps 5 --partitions 1,6,12
     python bench/w8_cluster.py one --partitions 6     # one measurement, one JSON line (run.py)
 
 Each measurement starts a private 6-node cluster (3 primaries with a replica each, as
@@ -15,12 +15,8 @@ process until every partition's terminal set holds its jobs. ``INFO commandstats
 ``INFO cpu`` (``used_cpu_user + used_cpu_sys``) are read on the primaries only, before and
 after the drain (a replica's CPU is its own and is never added in); the completion poller's
 ``ZCARD`` calls are subtracted from the node they went to. Job ids come from a seeded
-generator (the same ids for every variant of a repetition), so where the jobs land is
-reproducible.
-
-Variant ``6b`` ("balanced") is P = 6 after moving the slots of the queue's partitions (empty,
-before the seed) so that every primary serves two of them: with the default queue name the
-six hash tags' slots fall 1 / 2 / 3 on the three primaries (see docs/pages/benchmarks.md).
+generator (the same ids for every P of a repetition), so where the jobs land is
+reproducible; which partitions each primary serves is reported.
 
 The figures per primary: commands per job and Redis CPU-ms per job (both over all N jobs,
 so they add up to the cluster's), the share of jobs it holds, and the spread across the
@@ -65,7 +61,7 @@ from asyncendpoints_trio import (  # noqa: E402
 )
 from asyncendpoints_trio.redis._slots import key_slot  # noqa: E402
 from asyncendpoints_trio.stores import RedisStore  # noqa: E402
-from asyncendpoints_trio.stores._partitions import partition_of  # noqa: E402
+from asyncendpoints_trio.stores._partitions import partition_of, tags  # noqa: E402
 from asyncendpoints_trio.stores._redis_layout import RedisKeys  # noqa: E402
 from tests._redis_cluster import RedisCluster, command  # noqa: E402
 from tests._redis_server import PortTaken  # noqa: E402
@@ -82,7 +78,6 @@ SEED = 8000  # + the repetition: the job ids of a repetition
 # (ready, handler calls, monotonic time of the first handler call).
 HEADER = struct.Struct("<q")
 SLOT = struct.Struct("<qqd")
-VARIANTS = {"1": (1, False), "6": (6, False), "6b": (6, True)}
 NOT_COUNTED = {"info", "config"}  # the benchmark's own INFO and CONFIG RESETSTAT
 
 
@@ -110,7 +105,8 @@ async def worker(args: argparse.Namespace, shared: mmap.mmap) -> None:
             first = time.monotonic()
         SLOT.pack_into(shared, at, 1, calls, first)
 
-    store = RedisStore.from_url(args.redis_url, queue=args.queue, partitions=args.partitions)
+    store = RedisStore.from_url(args.redis_url, queue=args.queue,
+                                partitions=int(args.partitions))
     await store.client.execute("PING")  # connected: the slot map is read
     SLOT.pack_into(shared, at, 1, 0, 0.0)
     with trio.fail_after(READY_TIMEOUT):
@@ -186,27 +182,6 @@ def spread(values: list[float]) -> dict[str, float]:
             "max_over_min_pct": 100 * (max(values) / low - 1) if low > 0 else float("inf")}
 
 
-def balance(cluster: RedisCluster, queue: str, partitions: int) -> list[int]:
-    """Move the (empty) slots of the queue's partitions so that each primary serves
-    ``partitions / primaries`` of them; the slots moved."""
-    primaries = cluster.primaries()
-    want = partitions // len(primaries)
-    slots = [key_slot(RedisKeys.of(queue, k).rec) for k in range(partitions)]
-    moved = []
-    owners = cluster.owners(primaries[0])
-    for _ in range(partitions):
-        served = {p: [s for s in slots if owners[s] == p] for p in primaries}
-        over = [p for p in primaries if len(served[p]) > want]
-        under = [p for p in primaries if len(served[p]) < want]
-        if not over or not under:
-            break
-        slot = served[over[0]][-1]
-        cluster.move_slot(slot, under[0])
-        moved.append(slot)
-        owners = cluster.owners(primaries[0])
-    return moved
-
-
 @contextlib.contextmanager
 def workers(url: str, queue: str, partitions: int, counters: Path,
             log_dir: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
@@ -255,7 +230,7 @@ def start_cluster(attempts: int = 3) -> RedisCluster:
     raise AssertionError("unreachable")
 
 
-def measure(n: int, partitions: int, balanced: bool, seed: int) -> dict[str, Any]:
+def measure(n: int, partitions: int, seed: int) -> dict[str, Any]:
     """One measurement on a fresh cluster: the figures, per primary and in all."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-w8-"))
     cluster = start_cluster()
@@ -266,10 +241,10 @@ def measure(n: int, partitions: int, balanced: bool, seed: int) -> dict[str, Any
         first_slot = {p: min(s for s, o in created.items() if o == p)
                       for p in cluster.primaries()}
         primaries = sorted(first_slot, key=first_slot.__getitem__)
-        moved = balance(cluster, QUEUE, partitions) if balanced else []
         owners = cluster.owners(primaries[0])
-        part_port = [owners[key_slot(RedisKeys.of(QUEUE, k).rec)] for k in range(partitions)]
-        expiry = [RedisKeys.of(QUEUE, k).expiry for k in range(partitions)]
+        keys = [RedisKeys.of(tag) for tag in tags(QUEUE, partitions)]
+        part_port = [owners[key_slot(k.rec)] for k in keys]
+        expiry = [k.expiry for k in keys]
         ids = job_ids(n, seed)
         jobs_on = {p: 0 for p in primaries}
         for i in ids:
@@ -332,7 +307,7 @@ def measure(n: int, partitions: int, balanced: bool, seed: int) -> dict[str, Any
         cmds = [x["commands_per_job"] for x in nodes]
         seconds = done_at - first
         return {
-            "n": n, "partitions": partitions, "balanced": balanced, "slots_moved": moved,
+            "n": n, "partitions": partitions, "tags": list(tags(QUEUE, partitions)),
             "enqueue_s": enqueue_s, "enqueue_jobs_per_s": n / enqueue_s,
             "process_s": seconds, "process_jobs_per_s": n / seconds,
             "process_from_go_s": done_at - go_at,
@@ -356,8 +331,7 @@ def measure(n: int, partitions: int, balanced: bool, seed: int) -> dict[str, Any
 
 
 def label(variant: str) -> str:
-    partitions, balanced = VARIANTS[variant]
-    return f"P = {partitions}" + (" balanced" if balanced else "")
+    return f"P = {variant}"
 
 
 def render(runs: dict[str, list[dict[str, Any]]], meta: dict[str, Any]) -> str:
@@ -425,19 +399,19 @@ def main() -> int:
                         "measurement, one JSON line; worker: internal")
     p.add_argument("--n", type=int, default=None, help="jobs (default 30,000; smoke 600)")
     p.add_argument("--reps", type=int, default=None, help="repetitions (default 3; smoke 1)")
-    p.add_argument("--variants", default="1,6,6b",
-                   help="comma-separated: 1, 6, 6b (6 with balanced slots)")
     p.add_argument("--smoke", action="store_true", help="600 jobs, one repetition")
     p.add_argument("--out", type=Path, default=None,
                    help="JSON results (default bench/results/w8-DATE.json); .md beside it")
-    p.add_argument("--partitions", type=int, default=1, help="one, worker")
-    p.add_argument("--balanced", action="store_true", help="one")
+    p.add_argument("--partitions", default="1,6",
+                   help="partition counts, comma-separated (default 1,6; one and worker: "
+                        "the first)")
     p.add_argument("--seed", type=int, default=SEED, help="one")
     p.add_argument("--redis-url", help="worker")
     p.add_argument("--queue", default=QUEUE, help="worker")
     p.add_argument("--index", type=int, default=0, help="worker")
     p.add_argument("--counters", help="worker")
     args = p.parse_args()
+    counts = [int(x) for x in args.partitions.split(",") if x]
     if args.mode == "worker":
         with open(args.counters, "r+b") as f:
             shared = mmap.mmap(f.fileno(), 0)
@@ -445,12 +419,8 @@ def main() -> int:
         return 0
     n = args.n or (600 if args.smoke else 30_000)
     if args.mode == "one":
-        emit(measure(n, args.partitions, args.balanced, args.seed))
+        emit(measure(n, counts[0], args.seed))
         return 0
-    variants = [v for v in args.variants.split(",") if v]
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise SystemExit(f"unknown variants: {', '.join(unknown)}")
     reps = args.reps or (1 if args.smoke else 3)
     from run import machine  # the same machine line as the main harness
 
@@ -458,12 +428,12 @@ def main() -> int:
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": machine(), "commit": library_commit(), "n": n, "reps": reps,
         "smoke": args.smoke, "loadavg_start": os.getloadavg()}
+    variants = [str(c) for c in counts]
     runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     began = time.monotonic()
     for rep in range(reps):
         for v in variants:  # interleaved, and the same job ids for every variant of a rep
-            partitions, balanced = VARIANTS[v]
-            r = measure(n, partitions, balanced, SEED + rep)
+            r = measure(n, int(v), SEED + rep)
             runs[v].append(r)
             cpu = " / ".join(f"{x['cpu_ms_per_job']:.4f}" for x in r["primaries"])
             print(f"[{time.monotonic() - began:5.0f}s] rep {rep + 1} {label(v)}: "
