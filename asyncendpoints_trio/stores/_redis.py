@@ -205,6 +205,12 @@ class RedisStore:
         self.control = control if control is not None else client.sibling(
             max_connections=CONTROL_CONNECTIONS)
         self._scripts = _SHARDED_SCRIPTS if client.clustered else _SCRIPTS
+        # On a cluster an idle wait holds one connection per partition (BLPOP may not cross
+        # slots): a pool of their own, so that they can never take the control pool's
+        # connections from heartbeats and outcomes on a node serving many partitions.
+        self._waits: RedisAPI | None = None
+        if partitions > 1 and client.clustered:
+            self._waits = client.sibling(max_connections=partitions)
         self._parts = [_Part.of(tag, k) for k, tag in enumerate(tags(queue, partitions))]
         self.keys = self._parts[0].keys  # partition 0: presence, and the layout record
         self._channels = {channel: kind for part in self._parts for channel, kind in (
@@ -420,16 +426,18 @@ class RedisStore:
         on several nodes (and BLPOP may not cross slots), one BLPOP each, the first to
         return ending the others."""
         woken: list[bytes] = []
-        if not self.control.clustered:
+        if self._waits is None:
             popped = await self.control.blocking(
                 "BLPOP", *(part.keys.wake for part in self._parts), timeout=timeout)
             if popped is not None:
                 woken.append(popped[0])
         else:
+            waits = self._waits
+            assert waits is not None
             async with trio.open_nursery() as nursery:
                 async def pop(part: _Part) -> None:
-                    if await self.control.blocking("BLPOP", part.keys.wake,
-                                                   timeout=timeout) is not None:
+                    if await waits.blocking("BLPOP", part.keys.wake,
+                                            timeout=timeout) is not None:
                         woken.append(part.keys.wake.encode())
                         nursery.cancel_scope.cancel()
 
@@ -852,6 +860,8 @@ class RedisStore:
         return f"the Redis store at {where} (queue {self.queue!r})"
 
     async def aclose(self) -> None:
+        if self._waits is not None:
+            await self._waits.aclose()
         if self._owns_control:
             await self.control.aclose()
         if self._owns_client:

@@ -124,3 +124,28 @@ async def test_the_cli_serves_six_partitions_over_a_cluster(cluster_url: str) ->
     # A queue of its own: the shared cluster's "default" queue has one partition.
     await _several_workers(cluster_url, "--partitions", "6", "--queue",
                            f"cli-{uuid.uuid4().hex[:8]}")
+
+
+async def test_an_idle_wait_leaves_the_control_pool_free(cluster_url: str) -> None:
+    """Eighteen partitions, six per primary: an idle wait blocks on eighteen BLPOPs, six per
+    node, as many as the control pool's connections per node. They run on a pool of their
+    own, so the runtime's calls (here leases_of, one script per partition) still answer at
+    once while the wait goes on."""
+    store = RedisStore(fast_cluster(cluster_url), queue=f"cw-{uuid.uuid4().hex[:8]}",
+                       owns_client=True, partitions=18)
+    try:
+        assert await store.claim("a", 1, 5.0) == []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(store.wait_for_work, 8.0)
+            await trio.testing.wait_all_tasks_blocked(0.1)
+            with trio.fail_after(3):  # the wait's own timeout is 8 s
+                assert await store.leases_of("a") == []
+                await store.heartbeat("a", [], 5.0)
+            nursery.cancel_scope.cancel()
+    finally:
+        for part in store._parts:
+            node = await store.client.node_for(part.keys.rec)
+            keys = await node.execute("KEYS", f"ae:{{{part.keys.rec[4:].split('}')[0]}}}:*")
+            if keys:
+                await node.execute("DEL", *keys)
+        await store.aclose()
