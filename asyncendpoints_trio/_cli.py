@@ -97,6 +97,9 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--queue", default=None, metavar="NAME",
                        help="the Redis key space; instances that share work share it "
                        "(default: the app's, 'default')")
+        p.add_argument("--partitions", type=_count, default=None, metavar="P",
+                       help="Redis: spread the queue over P hash tags (Cluster slots); every "
+                       "instance of a queue must use the same P (default: the app's, 1)")
         p.add_argument("--wait-for-store", type=_seconds, default=0.0, metavar="SECONDS",
                        help="at start, how long to wait for the store to answer; 0 fails at "
                        "once with a message naming it")
@@ -160,6 +163,8 @@ def overrides_of(args: argparse.Namespace) -> dict[str, Any]:
         found["redis_url"] = args.redis_url
     if args.queue is not None:
         found["queue"] = args.queue
+    if args.partitions is not None:
+        found["partitions"] = args.partitions
     if args.lease_ttl is not None:
         found["lease_ttl"] = args.lease_ttl
     if args.heartbeat is not None:
@@ -197,10 +202,11 @@ def configure(endpoints: AsyncEndpoints, overrides: dict[str, Any]) -> AsyncEndp
             overrides["redis_url"] = os.environ["REDIS_URL"]
         else:
             log.warning("REDIS_URL is set, but this app brings its own store; ignoring it")
-    if {"redis_url", "queue"} & overrides.keys() and not endpoints.store_from_config:
+    if {"redis_url", "queue", "partitions"} & overrides.keys() and \
+            not endpoints.store_from_config:
         raise ConfigurationError(
             "this app passes its own store to AsyncEndpoints (or used it at import), so "
-            "--redis-url and --queue cannot choose one; drop them, or let the "
+            "--redis-url, --queue and --partitions cannot choose one; drop them, or let the "
             "app's config choose the store")
     if overrides:
         endpoints.config = dataclasses.replace(endpoints.config, **overrides)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from ._errors import ConfigurationError
 from ._retry import RetryPolicy
+from .stores._partitions import MAX_PARTITIONS
 
 # Headers that carry credentials. They are never stored with a job unless the application
 # names them in ``persist_sensitive_headers``: a job store is not a secrets store.
@@ -40,6 +41,8 @@ class EndpointsConfig:
     # -- store --------------------------------------------------------------------------
     redis_url: str | None = None  # None: the in-memory store (one process only)
     queue: str = "default"  # Redis key space; instances sharing work share a queue name
+    # Hash tags (Cluster slots) a Redis queue is spread over; a fleet agrees on one count.
+    partitions: int = 1
     # -- leases -------------------------------------------------------------------------
     lease_ttl: float = 30.0
     heartbeat_interval: float = 10.0
@@ -85,6 +88,9 @@ class EndpointsConfig:
     def __post_init__(self) -> None:
         for name, low, low_ok, optional in _NUMBERS:
             _check_number(name, getattr(self, name), low, low_ok, optional)
+        if self.partitions > MAX_PARTITIONS:
+            raise ConfigurationError(f"partitions ({self.partitions}) must be at most "
+                                     f"{MAX_PARTITIONS}")
         if self.heartbeat_interval * 2 > self.lease_ttl:
             # One missed heartbeat must not lose a lease that is being renewed.
             raise ConfigurationError(
@@ -118,6 +124,7 @@ class EndpointsConfig:
 # whose default is an int; every number must be finite.
 _NUMBERS: tuple[tuple[str, float, bool, bool], ...] = (
     ("concurrency", 1, True, False),
+    ("partitions", 1, True, False),
     ("prefetch", 0, True, False),
     ("default_timeout", 0, False, True),
     ("lease_ttl", 0, False, False),
@@ -138,7 +145,8 @@ _NUMBERS: tuple[tuple[str, float, bool, bool], ...] = (
     ("max_progress_bytes", 1, True, False),
     ("sse_keepalive", 0, False, False),
 )
-_INTEGERS = frozenset({"concurrency", "prefetch", "recovery_batch", "max_queued",
+_INTEGERS = frozenset({"concurrency", "partitions", "prefetch",
+                       "recovery_batch", "max_queued",
                        "submit_batch", "max_body_size", "max_result_bytes", "batch_bytes",
                        "memory_budget", "retry_after", "max_progress_bytes"})
 

@@ -40,7 +40,7 @@ from tests._redis_server import RedisServer  # noqa: E402
 
 PEERS = ("saq", "arq", "streaq", "taskiq")
 LIBS = ("ours", *PEERS)
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "T1", "T4")
+WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "T1", "T4")
 TELEMETRY = ("off", "metrics", "tracing", "sampled")  # see bench/_telemetry.py
 PEER_VENV = BENCH / ".venv-peers"
 SCRIPTS = {"ours": "ours.py", "saq": "saq_bench.py", "arq": "arq_bench.py",
@@ -89,8 +89,8 @@ def lib_python(lib: str) -> str:
 
 def plan(libs: list[str], workloads: list[str], smoke: bool) -> list[Workload]:
     lat = "{:,.2f}"
-    sizes = ({"W1": 200, "W2": 64, "W3": 20, "W5": 20, "W7": 200} if smoke else
-             {"W1": 20000, "W2": 2000, "W3": 500, "W5": 300, "W7": 5000})
+    sizes = ({"W1": 200, "W2": 64, "W3": 20, "W5": 20, "W7": 200, "W8": 600} if smoke else
+             {"W1": 20000, "W2": 2000, "W3": 500, "W5": 300, "W7": 5000, "W8": 30000})
     sleep = 0.01 if smoke else 0.05
     budget = "10" if smoke else "40"
 
@@ -213,6 +213,29 @@ def plan(libs: list[str], workloads: list[str], smoke: bool) -> list[Workload]:
                 wl.entries.insert(1, Entry("ours-memory (MemoryStore)", "ours",
                                            lib_script("ours", w, n=sizes[w]), redis=False,
                                            env=(("BENCH_STORE", "memory"),)))
+        elif w == "W8":
+            if "ours" not in libs:
+                continue
+            # A private 6-node cluster per measurement, started by the script itself;
+            # bench/w8_cluster.py gives the per-primary detail. Smoke: the P = 6 row only.
+            wl = Workload(w, f"W8 cluster drain: {sizes['W8']:,} no-op jobs, 2 worker "
+                          "processes at concurrency 32, Redis Cluster of 3 primaries (and 3 "
+                          "replicas); one queue of P partitions; Redis CPU read on the "
+                          "primaries only; ratio to P = 1", (
+                              Figure("process_jobs_per_s", "process jobs/s", True),
+                              Figure("commands_per_job", "Redis commands/job", False,
+                                     "{:,.2f}"),
+                              Figure("cpu_ms_per_job", "Redis CPU-ms/job, all primaries",
+                                     False, "{:.4f}"),
+                              Figure("busiest_cpu_ms_per_job",
+                                     "Redis CPU-ms/job, busiest primary", False, "{:.4f}"),
+                              Figure("cpu_spread_pct", "CPU spread over primaries %", False,
+                                     "{:.0f}")), baseline="ours P=1")
+            w8 = str(BENCH / "w8_cluster.py")
+            wl.entries = [Entry(f"ours P={p}", "ours",
+                                (w8, "one", "--n", str(sizes[w]), "--partitions", p),
+                                redis=False)
+                          for p in (("6",) if smoke else ("1", "6"))]
         else:
             raise SystemExit(f"unknown workload {w}")
         out.append(wl)

@@ -49,9 +49,9 @@ async def test_serve_with_several_workers_and_sigint(tmp_path: Path) -> None:
         await _several_workers(server.url)
 
 
-async def _several_workers(url: str) -> None:
+async def _several_workers(url: str, *extra: str) -> None:
     args = ["serve", "tests.apps.cli_app:app", "--bind", "127.0.0.1:0", "--workers", "2",
-            "--graceful-timeout", "2", "--redis-url", url, "--log-format", "json"]
+            "--graceful-timeout", "2", "--redis-url", url, "--log-format", "json", *extra]
     async with cli_process(args) as service:
         async with httpx.AsyncClient(base_url=service.url) as client:
             for _ in range(4):
@@ -166,6 +166,10 @@ APP = "tests.apps.cli_app:app"
     (["serve", APP, "--workers", "2"], "in-memory store"),
     (["serve", APP, "--no-workers"], "in-memory store"),
     (["worker", APP], "in-memory store"),
+    (["serve", APP, "--partitions", "0"], "--partitions"),
+    (["serve", APP, "--partitions", "2"], "in-memory store has none"),
+    (["serve", APP, "--partitions", "257", "--redis-url", "redis://127.0.0.1:1/0"],
+     "at most 256"),
     (["serve", "nosuch:app"], "nosuch"),
     (["serve", "tests.apps.cli_app:nothing"], "nothing"),
     (["serve", "tests.apps.broken_app:app"], "the settings file is missing"),
@@ -190,6 +194,28 @@ def test_an_unreachable_store_at_start_is_one_line_naming_it() -> None:
     for command in (["serve", "--bind", "127.0.0.1:0"], ["worker"]):
         line = one_line_error(cli(*command[:1], APP, *command[1:], "--redis-url", url))
         assert url in line and "--wait-for-store" in line
+
+
+async def test_another_partition_count_stops_the_cli_at_start() -> None:
+    """A queue recorded with three partitions that holds a job: an instance started with
+    two is refused before it serves or claims anything, in one line naming both counts."""
+    if redis_server_binary() is None:
+        pytest.skip("redis-server is not installed")
+    from asyncendpoints_trio.stores._redis import RedisStore
+
+    from .store_contract import new_job, submit_one
+
+    with RedisServer() as server:
+        store = RedisStore.from_url(server.url, partitions=3)
+        try:
+            await submit_one(store, new_job())
+        finally:
+            await store.aclose()
+        for command in (["serve", "--bind", "127.0.0.1:0"], ["worker"]):
+            result = await trio.to_thread.run_sync(lambda c=command: cli(
+                c[0], APP, *c[1:], "--redis-url", server.url, "--partitions", "2"))
+            line = one_line_error(result)
+            assert "3 partition(s)" in line and "partitions=2" in line, line
 
 
 async def test_wait_for_store_waits_for_redis_to_come_up() -> None:

@@ -511,7 +511,10 @@ def make_store(config: EndpointsConfig) -> JobStore:
         from ..stores._redis import RedisStore
 
         return RedisStore.from_url(config.redis_url, queue=config.queue,
-                                   retention=config.retention)
+                                   retention=config.retention, partitions=config.partitions)
+    if config.partitions != 1:
+        raise ConfigurationError(f"partitions={config.partitions} spreads a Redis queue over "
+                                 "hash tags; the in-memory store has none (set redis_url)")
     return MemoryStore(retention=config.retention, max_bytes=config.memory_budget)
 
 

@@ -47,6 +47,7 @@ def new_job(config: EndpointsConfig, spec: HandlerSpec, value: Any, *,
     payload = adapter.dump_json(adapter.validate_python(value))
     return NewJob(
         id=chosen or str(uuid.uuid4()),
+        id_chosen=chosen is not None,
         name=spec.name,
         payload=payload,
         max_retries=(spec.retry or config.default_retry).max_retries,

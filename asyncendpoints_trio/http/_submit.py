@@ -192,6 +192,7 @@ def make_submit_view(
                 with send_span(name, config.queue) as span:
                     new = NewJob(
                         id=job_id_for(meta.chosen_id, owner),
+                        id_chosen=meta.chosen_id is not None,
                         name=name,
                         payload=body,
                         max_retries=(policy or config.default_retry).max_retries,

@@ -5,7 +5,8 @@ calls to any primary. The slot map comes from ``CLUSTER SHARDS`` (``CLUSTER SLOT
 Redis 7), asked of any node we know, seeds included; one refresh runs at a time and the
 others wait for it.
 
-What is followed and retried, within ``_ATTEMPTS`` tries per call:
+What is followed and retried, at most ``_REDIRECTS`` redirects and ``_UNAVAILABLE_TRIES``
+tries after failures per call:
 
 - ``MOVED``: the slot has a new owner. The map entry is updated at once, the call goes
   there, and the next call refreshes the whole map first (one move often means more).
@@ -35,7 +36,6 @@ from .._errors import (
     ConfigurationError,
     RedisConnectionError,
     RedisReplyError,
-    StoreError,
 )
 from ._api import ReplicaWait
 from ._client import RedisClient, Script, ScriptCall
@@ -51,8 +51,10 @@ from ._url import RedisSettings
 
 T = TypeVar("T")
 
-_ATTEMPTS: Final = 6  # tries per call: redirects and retries together
-_UNAVAILABLE_TRIES: Final = 5  # of which at most this many after "nothing was sent" / TRYAGAIN
+_REDIRECTS: Final = 5  # MOVED/ASK followed per call; one more raises
+# Tries per call that meet TRYAGAIN, CLUSTERDOWN or "nothing was sent"; the last one raises.
+# Counted apart from redirects: in a migrating slot every try may be an ASK, then TRYAGAIN.
+_UNAVAILABLE_TRIES: Final = 5
 _BACKOFF_BASE: Final = 0.05  # 0.05, 0.1, 0.2, 0.4 (times 0.5-1.0): about a second in all
 _BACKOFF_CAP: Final = 0.4
 
@@ -179,18 +181,19 @@ class ClusterClient:
         """Run ``attempt(node, asking)`` on the slot's node, following redirects."""
         target: RedisClient | None = None  # set by a redirect: go straight there
         asking = False
-        failures = 0
-        last: StoreError | None = None
-        was_asking = False
-        for _ in range(_ATTEMPTS):
+        failures = redirects = 0
+        while True:
             try:
                 node = target if target is not None else await self._node(slot)
                 was_asking, target, asking = asking, None, False
                 return await attempt(node, was_asking)
             except RedisReplyError as exc:
-                last = exc
                 follow = self._follow(exc, node, slot, was_asking)
                 if follow is not None:
+                    redirects += 1
+                    if redirects > _REDIRECTS:
+                        # The cluster is moving slots faster than we follow.
+                        raise unavailable(exc) from exc
                     target, asking = follow
                 elif exc.kind in RETRY_KINDS:
                     self._mark_stale()
@@ -201,17 +204,11 @@ class ClusterClient:
                 else:
                     raise
             except RedisConnectionError as exc:
-                last = exc
                 self._mark_stale()
                 if exc.sent or failures + 1 >= _UNAVAILABLE_TRIES:
                     raise
                 failures += 1
                 await self._backoff(failures)
-        # Redirected _ATTEMPTS times: the cluster is moving slots faster than we follow.
-        assert last is not None
-        if isinstance(last, RedisReplyError):
-            raise unavailable(last) from last
-        raise last
 
     async def execute(self, *args: Arg) -> Any:
         async def attempt(node: RedisClient, asking: bool) -> Any:
@@ -285,7 +282,7 @@ class ClusterClient:
                                     for _, keys, _ in calls], run)
 
     async def _scatter(self, slots: list[int | None], run: GroupRunner) -> list[Any]:
-        return await scatter(self, slots, run, attempts=_ATTEMPTS,
+        return await scatter(self, slots, run, redirects=_REDIRECTS,
                              unavailable_tries=_UNAVAILABLE_TRIES)
 
     def _follow(self, error: RedisReplyError, via: RedisClient, slot: int | None,

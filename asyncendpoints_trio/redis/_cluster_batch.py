@@ -32,7 +32,7 @@ def unavailable(reply: RedisReplyError) -> RedisConnectionError:
 
 
 async def scatter(router: ClusterClient, slots: list[int | None], run: GroupRunner,
-                  *, attempts: int, unavailable_tries: int) -> list[Any]:
+                  *, redirects: int, unavailable_tries: int) -> list[Any]:
     """Run the calls whose slots are ``slots``; see ``ClusterClient`` for what is retried.
 
     A call whose node failed after the write makes the whole batch raise (after every
@@ -45,10 +45,10 @@ async def scatter(router: ClusterClient, slots: list[int | None], run: GroupRunn
         return replies
     todo = list(range(len(slots)))
     redirected: dict[int, tuple[RedisClient, bool]] = {}
-    failures = 0
+    failures = redirect_rounds = 0
     shortfall: ReplicationTimeout | None = None
     unsent: RedisConnectionError | None = None
-    for _ in range(attempts):
+    while True:  # each round that leaves calls to do was redirected or failed: bounded
         groups: dict[tuple[int, bool], tuple[RedisClient, bool, list[int]]] = {}
         unsent, retry = None, []
         try:
@@ -73,7 +73,7 @@ async def scatter(router: ClusterClient, slots: list[int | None], run: GroupRunn
         for _, _, indices in groups.values():
             indices.sort()  # each node's calls in call order (cheap: mostly sorted runs)
         outcomes = await run_groups(list(groups.values()), run) if groups else []
-        todo, again = retry, unsent is not None
+        todo, again, redirect = retry, unsent is not None, False
         fatal: StoreError | None = None
         for node, asking, indices, result in outcomes:
             if isinstance(result, ReplicationTimeout):
@@ -95,6 +95,7 @@ async def scatter(router: ClusterClient, slots: list[int | None], run: GroupRunn
                 if follow is not None:
                     redirected[i] = follow
                     todo.append(i)
+                    redirect = True
                 elif reply.kind in RETRY_KINDS:
                     todo.append(i)
                     again = True
@@ -105,6 +106,10 @@ async def scatter(router: ClusterClient, slots: list[int | None], run: GroupRunn
             router._mark_stale()
         if not todo:
             break
+        if redirect:
+            redirect_rounds += 1
+            if redirect_rounds > redirects:
+                break  # the redirect replies stay in place
         if again:
             if failures + 1 >= unavailable_tries:
                 break

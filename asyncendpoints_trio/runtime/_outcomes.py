@@ -11,7 +11,10 @@ What fails is told apart:
   fencing makes the late write harmless. But a write that keeps failing in transit while
   the store answers a plain read is not an outage: Redis drops the connection of a request
   it will not take (over ``proto-max-bulk-len``), which looks just like a cut link. After
-  ``SUSPECT_AFTER`` failures such a batch is treated as below.
+  ``SUSPECT_AFTER`` failures, if the store answers a read, the batch is tried once more at
+  once (the outage may just have ended); failing again while reads work, it is treated as
+  below. Not a ``ReplicationTimeout`` (a write applied but not yet replicated, with
+  ``replicas_ack``): reads work then too, and it is retried until the replicas answer.
 - Anything else (an error reply, a result over the server's limits, a bug) will fail the
   same way again. The batch is split in halves until the outcome that fails is alone; only
   that one is replaced by a plain failure of its job (``OutcomeUnwritable``), and if even that
@@ -29,7 +32,7 @@ import trio
 
 from .._backoff import backoff_delay
 from .._error_info import error_from_message, safe_str
-from .._errors import StoreUnavailable
+from .._errors import ReplicationTimeout, StoreUnavailable
 from ..stores._protocol import AckCancel, Complete, Fail, JobStore, Outcome
 from ..telemetry._recorder import JobRecorder
 from ._actor import Actor
@@ -116,6 +119,7 @@ class OutcomeWriter(Actor):
 
     async def _write(self, batch: list[Outcome]) -> None:
         failures = 0
+        suspect = False  # the last try came right after the store answered a read
         while True:
             try:
                 applied = await self.store.finish(batch)
@@ -125,12 +129,21 @@ class OutcomeWriter(Actor):
                 self.stats.store_errors += 1
                 log.log(logging.WARNING if failures == 1 else logging.DEBUG,
                         "writing %d outcomes failed (%s); retrying", len(batch), exc)
-                if failures >= SUSPECT_AFTER and await self._store_answers(batch):
-                    # The store answers, only this write keeps failing in transit: a
-                    # request the server drops (too large for it, say). Treat it as one
-                    # that can never be written.
-                    await self._isolate(batch, exc)
-                    return
+                # A ReplicationTimeout is the server's own answer (applied, not yet on
+                # enough replicas), never a request it drops: wait for the replicas.
+                if failures >= SUSPECT_AFTER and not isinstance(exc, ReplicationTimeout) \
+                        and await self._store_answers(batch):
+                    if suspect:
+                        # The store answers, only this write keeps failing in transit,
+                        # even between two good reads: a request the server drops (too
+                        # large for it, say). Treat it as one that can never be written.
+                        await self._isolate(batch, exc)
+                        return
+                    # Or the outage just ended (a failover completed during the last
+                    # try): one more try, at once, tells the two apart.
+                    suspect = True
+                    continue
+                suspect = False
                 await trio.sleep(backoff_delay(failures, self.backoff_cap))
             except Exception as exc:
                 self.stats.store_errors += 1

@@ -35,6 +35,9 @@ class NewJob:
     delay: float | None = None  # seconds: stored Scheduled, Queued once they have passed
     principal: str | None = None  # the app's owner claim, kept with the job
     trace: str = ""  # W3C trace context of the submit (traceparent, tracestate), or ""
+    # The client chose the id: a store keeps it as it is (else it may draw another, see
+    # stores/_partitions.py).
+    id_chosen: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,9 @@ import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import trio
@@ -34,6 +35,7 @@ from . import _redis_admin as admin
 from ._admin import Inspected, Instance, InstanceInfo, JobPage, JobQuery, QueueStats, Retried
 from ._feeds import JobFeeds, JobWatch
 from ._history import error_summary
+from ._partitions import MAX_PARTITIONS, ClaimOrder, id_in, partition_of, tags
 from ._protocol import (
     AckCancel,
     Claimed,
@@ -64,9 +66,11 @@ from ._redis_layout import (
     decode_job,
     decode_pushed,
     encode_data,
+    layout_key,
 )
 
 log = logging.getLogger("asyncendpoints_trio.redis_store")
+_T = TypeVar("_T")
 
 _LUA = Path(__file__).with_name("lua")
 _LIB = (_LUA / "_lib.lua").read_text(encoding="utf-8")
@@ -95,13 +99,17 @@ _FLAGS = {
 }
 
 
-def _script(name: str) -> Script:
+def _script(name: str, publish: str) -> Script:
     flags = _FLAGS[name]
     shebang = f"#!lua flags={flags}\n" if flags else "#!lua\n"
-    return Script(shebang + _LIB + (_LUA / f"{name}.lua").read_text(encoding="utf-8"))
+    return Script(f"{shebang}local PUBLISH_CMD = '{publish}'\n{_LIB}"
+                  + (_LUA / f"{name}.lua").read_text(encoding="utf-8"))
 
 
-_SCRIPTS = {name: _script(name) for name in _FLAGS}
+_SCRIPTS = {name: _script(name, "PUBLISH") for name in _FLAGS}
+# On a cluster, events go by sharded pub/sub: a message stays inside the shard of its
+# partition's slot instead of being broadcast to every node.
+_SHARDED_SCRIPTS = {name: _script(name, "SPUBLISH") for name in _FLAGS}
 # Sent whole with EVAL, ahead of the BLPOP it registers, in the same write: with EVALSHA, a
 # server that lost its script cache would answer NOSCRIPT while the BLPOP went on waiting
 # unregistered. It is small, and it needs no library.
@@ -136,6 +144,29 @@ def _history_fields(error: Mapping[str, Any]) -> bytes:
     return orjson.dumps({"c": code, "m": message})[1:-1]
 
 
+def _texts(args: Sequence[str | bytes | int | float]) -> list[str | bytes]:
+    return [a if isinstance(a, (bytes, str)) else str(a) for a in args]
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """One partition: its keys (``KEYS`` of every script) and pub/sub channels."""
+
+    index: int
+    keys: RedisKeys
+    key_list: list[str]
+    cancel: str
+    done: str
+    changes: str  # named in lua/_lib.lua too
+
+    @classmethod
+    def of(cls, tag: str, index: int) -> _Part:
+        keys = RedisKeys.of(tag)
+        prefix = keys.rec[:-3]
+        return cls(index, keys, keys.as_list(), prefix + "cancel", prefix + "done",
+                   prefix + "changes")
+
+
 class _Waiter:
     """One long-poll: woken by its job's end, which may bring the job's new state."""
 
@@ -153,25 +184,41 @@ class RedisStore:
 
     def __init__(self, client: RedisAPI, *, queue: str = "default",
                  retention: float = 3600.0, owns_client: bool = False,
-                 control: RedisAPI | None = None) -> None:
+                 control: RedisAPI | None = None, partitions: int = 1) -> None:
         """``control``: the client for the runtime's own calls; by default a small pool
-        of ``CONTROL_CONNECTIONS`` made from ``client``'s settings, owned by the store."""
+        of ``CONTROL_CONNECTIONS`` made from ``client``'s settings, owned by the store.
+        ``partitions``: hash tags the queue is spread over (see _partitions.py); every
+        instance of a fleet must use the same number."""
         if not queue or any(c in queue for c in "{}| "):
             raise ConfigurationError(f"queue {queue!r}: use a non-empty name without braces, "
                                      "spaces or '|'")
+        if isinstance(partitions, bool) or not isinstance(partitions, int) or \
+                not 1 <= partitions <= MAX_PARTITIONS:
+            raise ConfigurationError(f"partitions must be an integer from 1 to "
+                                     f"{MAX_PARTITIONS}, not {partitions!r}")
         self.client = client
         self.queue = queue
         self.retention = retention
+        self.partitions = partitions
         self._owns_client = owns_client
         self._owns_control = control is None
         self.control = control if control is not None else client.sibling(
             max_connections=CONTROL_CONNECTIONS)
-        prefix = f"ae:{{{queue}}}:"
-        self.keys = RedisKeys.of(queue)
-        self._key_list = self.keys.as_list()
-        self._cancel_channel = prefix + "cancel"
-        self._done_channel = prefix + "done"
-        self._changes_channel = prefix + "changes"  # named in lua/_lib.lua too
+        self._scripts = _SHARDED_SCRIPTS if client.clustered else _SCRIPTS
+        # On a cluster an idle wait holds one connection per partition (BLPOP may not cross
+        # slots): a pool of their own, so that they can never take the control pool's
+        # connections from heartbeats and outcomes on a node serving many partitions.
+        self._waits: RedisAPI | None = None
+        if partitions > 1 and client.clustered:
+            self._waits = client.sibling(max_connections=partitions)
+        self._parts = [_Part.of(tag, k) for k, tag in enumerate(tags(queue, partitions))]
+        self.keys = self._parts[0].keys  # partition 0: presence, and the layout record
+        self._channels = {channel: kind for part in self._parts for channel, kind in (
+            (part.cancel.encode(), "cancel"), (part.done.encode(), "done"),
+            (part.changes.encode(), "changes"))}
+        self._claims = ClaimOrder(partitions)
+        self._sweep_from = 0  # the partition recovery sweeps first next time
+        self._layout_checked = False
         self.feeds = JobFeeds()  # event streams on this instance, by job id
         self._stale: set[str] = set()  # watched jobs whose change was announced, to read
         self._stale_event = trio.Event()
@@ -187,14 +234,33 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str, *, queue: str = "default", retention: float = 3600.0,
-                 **client_options: Any) -> RedisStore:
+                 partitions: int = 1, **client_options: Any) -> RedisStore:
         return cls(open_client(url, **client_options), queue=queue,
-                   retention=retention, owns_client=True)
+                   retention=retention, owns_client=True, partitions=partitions)
 
-    async def _run(self, name: str, args: Sequence[str | bytes | int | float]) -> Any:
+    def _part(self, job_id: str) -> _Part:
+        return self._parts[partition_of(job_id, self.partitions)]
+
+    async def _run(self, name: str, args: Sequence[str | bytes | int | float],
+                   part: _Part | None = None) -> Any:
         client = self.control if name in _CONTROL else self.client
-        return await client.evalsha(_SCRIPTS[name], self._key_list, [
-            a if isinstance(a, (bytes, str)) else str(a) for a in args])
+        return await client.evalsha(self._scripts[name], (part or self._parts[0]).key_list,
+                                    _texts(args))
+
+    async def _run_each(self, name: str,
+                        calls: Sequence[tuple[_Part, Sequence[str | bytes | int | float]]],
+                        ) -> list[Any]:
+        """One script on several partitions in one round trip per node; a failed call
+        raises (after all have run)."""
+        if len(calls) == 1:
+            return [await self._run(name, calls[0][1], calls[0][0])]
+        client = self.control if name in _CONTROL else self.client
+        replies = await client.evalsha_many([(self._scripts[name], part.key_list, _texts(args))
+                                             for part, args in calls])
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies
 
     @property
     def _retention_ms(self) -> int:
@@ -205,20 +271,56 @@ class RedisStore:
     async def submit(
         self, jobs: Sequence[NewJob], *, max_queued: int | None = None
     ) -> list[Submitted | Exception]:
-        args: list[str | bytes | int | float] = [-1 if max_queued is None else max_queued,
-                                                 len(jobs)]
-        for new in jobs:
-            delay_ms = 0 if not new.delay or new.delay <= 0 else max(1, round(new.delay * 1000))
-            args += [new.id, new.max_retries, encode_data(new), new.idempotency_key or "",
-                     new.fingerprint, new.priority, delay_ms]
-        replies = await self._run("submit", args)
-        answers: list[Submitted | Exception] = []
-        for new, reply in zip(jobs, replies, strict=True):
-            try:
-                answers.append(self._submit_answer(new, reply, max_queued))
-            except Exception as exc:  # one odd reply is that job's problem alone
-                answers.append(StoreError(f"unreadable answer for job {new.id}: {exc!r}"))
-        return answers
+        await self._check_layout()
+        jobs = [self._placed(new) for new in jobs]
+        groups: dict[int, list[int]] = {}  # partition -> positions in jobs, in order
+        for i, new in enumerate(jobs):
+            groups.setdefault(partition_of(new.id, self.partitions), []).append(i)
+        # One script sees one partition, so each bounds its own share of the line: ids
+        # spread evenly, and the queue as a whole holds about max_queued.
+        share = -1 if max_queued is None else -(-max_queued // self.partitions)
+        calls: list[tuple[_Part, Sequence[str | bytes | int | float]]] = []
+        for k, positions in groups.items():
+            args: list[str | bytes | int | float] = [share, len(positions)]
+            for i in positions:
+                new = jobs[i]
+                delay_ms = 0 if not new.delay or new.delay <= 0 else max(
+                    1, round(new.delay * 1000))
+                args += [new.id, new.max_retries, encode_data(new), new.idempotency_key or "",
+                         new.fingerprint, new.priority, delay_ms]
+            calls.append((self._parts[k], args))
+        client = self.client
+        if len(calls) == 1:
+            replies_by_call: list[Any] = [await self._run("submit", calls[0][1], calls[0][0])]
+        else:
+            replies_by_call = await client.evalsha_many(
+                [(self._scripts["submit"], part.key_list, _texts(args))
+                 for part, args in calls])
+        for k in groups:
+            self._claims.woken(k)  # our own claims look there next
+        answers: list[Submitted | Exception | None] = [None] * len(jobs)
+        for positions, replies in zip(groups.values(), replies_by_call, strict=True):
+            for j, i in enumerate(positions):
+                new = jobs[i]
+                if isinstance(replies, Exception):
+                    answers[i] = replies  # that partition's call failed: its jobs alone
+                    continue
+                try:
+                    answers[i] = self._submit_answer(new, replies[j], max_queued)
+                except Exception as exc:  # one odd reply is that job's problem alone
+                    answers[i] = StoreError(f"unreadable answer for job {new.id}: {exc!r}")
+        return [a for a in answers if a is not None]
+
+    def _placed(self, new: NewJob) -> NewJob:
+        """A job whose id we drew moves to its idempotency key's partition (see
+        _partitions.py), so that every submit with that key meets the same partition."""
+        key = new.idempotency_key
+        if self.partitions == 1 or key is None or new.id_chosen:
+            return new
+        home = partition_of(key, self.partitions)
+        if partition_of(new.id, self.partitions) == home:
+            return new
+        return dataclasses.replace(new, id=id_in(home, self.partitions))
 
     @staticmethod
     def _submit_answer(new: NewJob, reply: Sequence[Any],
@@ -247,21 +349,40 @@ class RedisStore:
         raise StoreError(f"unknown submit answer {kind!r}")
 
     async def get(self, job_id: str) -> Job | None:
-        return decode_job(job_id, await self._run("get", [job_id]))
+        return decode_job(job_id, await self._run("get", [job_id], self._part(job_id)))
 
     async def claim(self, owner: str, limit: int, lease_ttl: float) -> list[Claimed]:
-        claimed, next_due_ms = await self._run("claim", [owner, limit, int(lease_ttl * 1000)])
-        self._note_next_due(int(next_due_ms))
+        await self._check_layout()
+        if self.partitions == 1:
+            found, next_due = await self._claim_from(self._parts[0], owner, limit, lease_ttl)
+            self._next_due = next_due
+            return found
+        # One partition after another, until the credit is used: a claim that fails
+        # halfway leaves leases the dispatcher does not know of, which it finds and
+        # releases after any failed claim (leases_of covers every partition).
+        found = []
+        for k in self._claims.order(trio.current_time()):
+            asked = limit - len(found)
+            if asked <= 0:
+                break
+            got, next_due = await self._claim_from(self._parts[k], owner, asked, lease_ttl)
+            self._claims.claimed(k, asked, len(got), next_due, trio.current_time())
+            found += got
+        self._next_due = self._claims.next_due()
+        return found
+
+    async def _claim_from(self, part: _Part, owner: str, limit: int,
+                          lease_ttl: float) -> tuple[list[Claimed], float | None]:
+        claimed, next_due_ms = await self._run("claim", [owner, limit, int(lease_ttl * 1000)],
+                                               part)
         found: list[Claimed] = []
         for raw_id, record, data, error, *progress in claimed:
             job_id = raw_id.decode()
             job = decode_job(job_id, (record, data, None, error, None, *progress))
             assert job is not None
             found.append(Claimed(job, Lease(job_id, job.token, owner)))
-        return found
-
-    def _note_next_due(self, in_ms: int) -> None:
-        self._next_due = None if in_ms < 0 else trio.current_time() + in_ms / 1000
+        in_ms = int(next_due_ms)
+        return found, None if in_ms < 0 else trio.current_time() + in_ms / 1000
 
     async def wait_for_work(self, timeout: float,
                             idle: IdleOffer | None = None) -> list[Claimed]:
@@ -269,6 +390,11 @@ class RedisStore:
             timeout = min(timeout, self._next_due - trio.current_time())
         if timeout < 0.001:  # BLPOP reads 0 as "forever"
             await trio.lowlevel.checkpoint()
+            return []
+        if self.partitions > 1:
+            # No push dispatch: a submit sees one partition, and an idle instance's offer
+            # would have to be split over all of them. Claims take the jobs instead.
+            await self._wait_for_wake(timeout)
             return []
         if idle is None or idle.free <= 0:
             await self.control.blocking("BLPOP", self.keys.wake, timeout=timeout)
@@ -294,6 +420,36 @@ class RedisStore:
         self.pushed += 1
         return [Claimed(job, Lease(job_id, job.token, idle.owner))]
 
+    async def _wait_for_wake(self, timeout: float) -> None:
+        """Block on every partition's wake-up list; the one that fires is claimed from
+        first. On one server that is one BLPOP of them all; on a cluster, where they live
+        on several nodes (and BLPOP may not cross slots), one BLPOP each, the first to
+        return ending the others."""
+        woken: list[bytes] = []
+        if self._waits is None:
+            popped = await self.control.blocking(
+                "BLPOP", *(part.keys.wake for part in self._parts), timeout=timeout)
+            if popped is not None:
+                woken.append(popped[0])
+        else:
+            waits = self._waits
+            assert waits is not None
+            async with trio.open_nursery() as nursery:
+                async def pop(part: _Part) -> None:
+                    if await waits.blocking("BLPOP", part.keys.wake,
+                                            timeout=timeout) is not None:
+                        woken.append(part.keys.wake.encode())
+                        nursery.cancel_scope.cancel()
+
+                for part in self._parts:
+                    nursery.start_soon(pop, part)
+        if not woken:
+            self._claims.forget()
+        for key in woken:
+            for part in self._parts:
+                if part.keys.wake.encode() == key:
+                    self._claims.woken(part.index)
+
     async def _unidle(self, owner: str) -> None:
         with trio.CancelScope(shield=True,
                               deadline=trio.current_time() + self.control.settings.read_timeout):
@@ -306,17 +462,37 @@ class RedisStore:
         self, owner: str, leases: Sequence[Lease], lease_ttl: float,
         progress: Mapping[str, bytes] | None = None,
     ) -> HeartbeatReply:
-        args: list[str | bytes | int | float] = [owner, int(lease_ttl * 1000), len(leases)]
         reports = progress or {}
-        for lease in leases:
-            args += [lease.job_id, lease.token, reports.get(lease.job_id, b"")]
-        lost, cancel = await self._run("heartbeat", args)
-        return HeartbeatReply(lost=frozenset(i.decode() for i in lost),
-                              cancel_requested=frozenset(i.decode() for i in cancel))
+        calls = []
+        for part, some in self._by_partition(leases, lambda lease: lease.job_id):
+            args: list[str | bytes | int | float] = [owner, int(lease_ttl * 1000), len(some)]
+            for lease in some:
+                args += [lease.job_id, lease.token, reports.get(lease.job_id, b"")]
+            calls.append((part, args))
+        lost: set[str] = set()
+        cancel: set[str] = set()
+        for gone, asked in await self._run_each("heartbeat", calls):
+            lost.update(i.decode() for i in gone)
+            cancel.update(i.decode() for i in asked)
+        return HeartbeatReply(lost=frozenset(lost), cancel_requested=frozenset(cancel))
+
+    def _by_partition(self, items: Sequence[_T], job_id: Callable[[_T], str],
+                      ) -> list[tuple[_Part, list[_T]]]:
+        """``items`` grouped by their job's partition, in order within each; at least one
+        group (partition 0's, maybe empty) so that a script still runs for none."""
+        if self.partitions == 1:
+            return [(self._parts[0], list(items))]
+        groups: dict[int, list[_T]] = {}
+        for item in items:
+            groups.setdefault(partition_of(job_id(item), self.partitions), []).append(item)
+        return [(self._parts[k], some) for k, some in groups.items()] or [(self._parts[0], [])]
 
     async def leases_of(self, owner: str) -> list[Lease]:
-        flat = await self._run("owned", [owner])
-        return [Lease(flat[i].decode(), int(flat[i + 1]), owner) for i in range(0, len(flat), 2)]
+        found = []
+        for flat in await self._run_each("owned", [(part, [owner]) for part in self._parts]):
+            found += [Lease(flat[i].decode(), int(flat[i + 1]), owner)
+                      for i in range(0, len(flat), 2)]
+        return found
 
     async def _largest_value(self) -> int:
         """The server's ``proto-max-bulk-len``: Redis drops the connection of a request with
@@ -338,64 +514,84 @@ class RedisStore:
             if isinstance(o, Complete) and len(o.result) > limit:
                 raise StoreError(f"job {o.lease.job_id}: its result ({len(o.result)} bytes) "
                                  f"is over the server's proto-max-bulk-len ({limit})")
-        args: list[str | bytes | int | float] = [self._retention_ms, self._done_channel,
-                                                 len(outcomes)]
         retry_soonest: float | None = None
-        for o in outcomes:
-            lease = o.lease
-            head: list[str | bytes | int | float] = [lease.job_id, lease.token, lease.owner]
-            report = o.progress or b""
-            if isinstance(o, Complete):
-                args += [FINISH_COMPLETE, *head, o.result, 0, "", report]
-            elif isinstance(o, Fail):
-                body = orjson.dumps(o.error)
-                fields = _history_fields(o.error)
-                if o.retry_delay is None:
-                    args += [FINISH_FAIL, *head, body, 0, fields, report]
-                else:
-                    args += [FINISH_RETRY, *head, body, round(o.retry_delay * 1000), fields,
-                             report]
+        calls = []
+        groups = self._by_partition(outcomes, lambda o: o.lease.job_id)
+        for part, some in groups:
+            args: list[str | bytes | int | float] = [self._retention_ms, part.done, len(some)]
+            for o in some:
+                args += self._outcome_args(o)
+                if isinstance(o, Fail) and o.retry_delay is not None:
                     retry_soonest = (o.retry_delay if retry_soonest is None
                                      else min(retry_soonest, o.retry_delay))
-            elif isinstance(o, Release):
-                kind = FINISH_RELEASE if o.ran else FINISH_RELEASE_UNRUN
-                args += [kind, *head, "", 0, "", report]
-            else:
-                assert isinstance(o, AckCancel)
-                args += [FINISH_ACK_CANCEL, *head, "", 0, "", report]
-        applied = [bool(a) for a in await self._run("finish", args)]
+            calls.append((part, args))
+        flags = await self._run_each("finish", calls)
+        by_outcome = {id(o): bool(a) for (_, some), replies in zip(groups, flags, strict=True)
+                      for o, a in zip(some, replies, strict=True)}
+        applied = [by_outcome[id(o)] for o in outcomes]
         self._fenced += applied.count(False)
         if retry_soonest is not None:
             due = trio.current_time() + retry_soonest
             self._next_due = due if self._next_due is None else min(self._next_due, due)
+            if self.partitions > 1:
+                for part, _ in groups:  # a retry of ours may fall due there then
+                    self._claims.due(part.index, due)
         return applied
 
+    @staticmethod
+    def _outcome_args(o: Outcome) -> list[str | bytes | int | float]:
+        lease = o.lease
+        head: list[str | bytes | int | float] = [lease.job_id, lease.token, lease.owner]
+        report = o.progress or b""
+        if isinstance(o, Complete):
+            return [FINISH_COMPLETE, *head, o.result, 0, "", report]
+        if isinstance(o, Fail):
+            body = orjson.dumps(o.error)
+            fields = _history_fields(o.error)
+            if o.retry_delay is None:
+                return [FINISH_FAIL, *head, body, 0, fields, report]
+            return [FINISH_RETRY, *head, body, round(o.retry_delay * 1000), fields, report]
+        if isinstance(o, Release):
+            kind = FINISH_RELEASE if o.ran else FINISH_RELEASE_UNRUN
+            return [kind, *head, "", 0, "", report]
+        assert isinstance(o, AckCancel)
+        return [FINISH_ACK_CANCEL, *head, "", 0, "", report]
+
     async def cancel(self, job_id: str) -> Job | None:
-        snapshot = await self._run("cancel", [job_id, self._retention_ms, self._cancel_channel,
-                                              self._done_channel])
+        part = self._part(job_id)
+        snapshot = await self._run("cancel", [job_id, self._retention_ms, part.cancel,
+                                              part.done], part)
         return None if snapshot is None else decode_job(job_id, snapshot)
 
     # ---- the admin API (AdminStore; the queries are in _redis_admin.py) -------------------
 
     async def list_jobs(self, query: JobQuery) -> JobPage:
-        return admin.merge_pages([await admin.list_partition(self._run, query)], query.limit)
+        return admin.merge_pages([await admin.list_partition(self._runner(part), query)
+                                  for part in self._parts], query.limit)
+
+    def _runner(self, part: _Part) -> admin.Run:
+        async def run(name: str, args: Sequence[str | bytes | int | float]) -> Any:
+            return await self._run(name, args, part)
+        return run
 
     async def inspect(self, job_id: str) -> Inspected | None:
-        return await admin.inspect(self._run, job_id)
+        return await admin.inspect(self._runner(self._part(job_id)), job_id)
 
     async def retry(self, job_id: str, *, by: str | None = None) -> Retried:
-        applied, *snapshot = await self._run("retry", [job_id, orjson.dumps(by)])
+        applied, *snapshot = await self._run("retry", [job_id, orjson.dumps(by)],
+                                             self._part(job_id))
         job = decode_job(job_id, snapshot) if snapshot else None
         return Retried(job, bool(applied) and job is not None)
 
     async def cancel_audited(self, job_id: str, *, by: str | None = None) -> Job | None:
-        snapshot = await self._run("cancel", [job_id, self._retention_ms, self._cancel_channel,
-                                              self._done_channel, orjson.dumps(by)])
+        part = self._part(job_id)
+        snapshot = await self._run("cancel", [job_id, self._retention_ms, part.cancel,
+                                              part.done, orjson.dumps(by)], part)
         return None if snapshot is None else decode_job(job_id, snapshot)
 
     async def stats(self) -> QueueStats:
-        _, stats = await admin.stats_partition(self._run)
-        return stats
+        parts = [(await admin.stats_partition(self._runner(part)))[1] for part in self._parts]
+        return parts[0] if len(parts) == 1 else admin.merge_stats(parts)
 
     async def announce(self, info: InstanceInfo, ttl: float) -> None:
         await admin.announce(self.client, self.keys, info, ttl)
@@ -411,7 +607,8 @@ class RedisStore:
         waiters.add(waiter)
         try:
             # Registered before the read, so an end between the two still wakes us.
-            snapshot = await self._run("watch", [job_id, int((timeout + 5) * 1000)])
+            snapshot = await self._run("watch", [job_id, int((timeout + 5) * 1000)],
+                                       self._part(job_id))
             job = decode_job(job_id, snapshot)
             deadline = trio.current_time() + timeout
             while job is not None and not job.is_terminal:
@@ -444,7 +641,8 @@ class RedisStore:
         watch = self.feeds.open(job_id)
         try:
             # Registered (WATCH) before the read, so no change can slip between the two.
-            snapshot = await self._run("watch", [job_id, int(_STREAM_REGISTRATION * 1000)])
+            snapshot = await self._run("watch", [job_id, int(_STREAM_REGISTRATION * 1000)],
+                                       self._part(job_id))
             watch.current = decode_job(job_id, snapshot)
             if watch.current is not None:
                 watch.offer(watch.current)
@@ -462,12 +660,11 @@ class RedisStore:
 
     async def _subscribe(self, on_cancel: Callable[[str], None]) -> None:
         failures = 0
-        cancel_channel = self._cancel_channel.encode()
-        changes_channel = self._changes_channel.encode()
+        channels = self._channels
         while True:
             try:
-                async with self.client.subscribe(self._cancel_channel, self._done_channel,
-                                                  self._changes_channel) as subscription:
+                async with self.client.subscribe(
+                        *channels, sharded=self.client.clustered) as subscription:
                     self._subscribed = True
                     if failures:
                         log.info("event subscription restored")
@@ -476,9 +673,10 @@ class RedisStore:
                     self._mark_stale(self.feeds.job_ids())
                     async for channel, data in subscription:
                         self._events_seen += 1
-                        if channel == cancel_channel:
+                        kind = channels.get(channel)
+                        if kind == "cancel":
                             on_cancel(data.decode())
-                        elif channel == changes_channel:
+                        elif kind == "changes":
                             self._mark_stale((data.decode(),))
                         else:
                             self._job_ended(data)
@@ -530,9 +728,11 @@ class RedisStore:
 
     async def _renew_watches(self, job_ids: list[str]) -> None:
         ttl = str(int(_STREAM_REGISTRATION * 1000))
-        for start in range(0, len(job_ids), _RENEWALS):
-            chunk = job_ids[start:start + _RENEWALS]
-            versions = await self._run("renew_watch", [ttl, *chunk])
+        chunks = [(part, some[start:start + _RENEWALS])
+                  for part, some in self._by_partition(job_ids, str)
+                  for start in range(0, len(some), _RENEWALS)]
+        for part, chunk in chunks:
+            versions = await self._run("renew_watch", [ttl, *chunk], part)
             self._watch_renewals += len(chunk)
             for job_id, version in zip(chunk, versions, strict=True):
                 if version < 0:
@@ -543,7 +743,8 @@ class RedisStore:
     async def _read_for_watches(self, job_ids: list[str]) -> None:
         ttl = str(int(_STREAM_REGISTRATION * 1000))
         replies = await self.client.evalsha_many(
-            [(_SCRIPTS["watch"], self._key_list, [job_id, ttl]) for job_id in job_ids])
+            [(self._scripts["watch"], self._part(job_id).key_list, [job_id, ttl])
+             for job_id in job_ids])
         self._feed_reads += len(job_ids)
         for job_id, reply in zip(job_ids, replies, strict=True):
             if isinstance(reply, Exception):
@@ -583,25 +784,74 @@ class RedisStore:
                 waiter.event.set()
 
     async def recover(self, *, limit: int) -> RecoveryReport:
-        reclaimed, failed, promoted, purged, next_in_ms = await self._run(
-            "recover", [limit, self._retention_ms, self._done_channel, _RECLAIM_ERROR,
-                        _EXPIRED_ERROR, _RECLAIM_MESSAGE])
+        """Partitions are swept one after another, from one further on each time, while
+        every kind of work (reclaims, promotions, purges) is under ``limit`` in all."""
+        total = [0, 0, 0, 0]
+        dues: list[int] = []
+        start, self._sweep_from = self._sweep_from, (self._sweep_from + 1) % self.partitions
+        for i in range(self.partitions):
+            left = limit - max(total)
+            if left <= 0:
+                break
+            part = self._parts[(start + i) % self.partitions]
+            *counts, next_in_ms = await self._run("recover", [
+                left, self._retention_ms, part.done, _RECLAIM_ERROR, _EXPIRED_ERROR,
+                _RECLAIM_MESSAGE], part)
+            total = [a + int(b) for a, b in zip(total, counts, strict=True)]
+            if int(next_in_ms) >= 0:
+                dues.append(int(next_in_ms))
+        reclaimed, failed, promoted, purged = total
         return RecoveryReport(reclaimed=reclaimed, expired_failed=failed, promoted=promoted,
-                              purged=purged,
-                              next_in=None if next_in_ms < 0 else next_in_ms / 1000)
+                              purged=purged, next_in=min(dues) / 1000 if dues else None)
 
     async def counts(self) -> Mapping[str, int]:
-        keys = self.keys
-        queued, scheduled, running = await self.client.pipeline(
-            [("ZCARD", keys.ready), ("ZCARD", keys.scheduled), ("ZCARD", keys.leases)])
-        for reply in (queued, scheduled, running):
+        replies = await self.client.pipeline([
+            ("ZCARD", key) for part in self._parts
+            for key in (part.keys.ready, part.keys.scheduled, part.keys.leases)])
+        for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
-        return {"Queued": int(queued), "Scheduled": int(scheduled),
-                "InProgress": int(running)}
+        return {status: sum(int(n) for n in replies[i::3])
+                for i, status in enumerate(("Queued", "Scheduled", "InProgress"))}
+
+    async def _check_layout(self) -> None:
+        """A fleet's instances must agree on the partitions: a job's partition follows
+        from the count. A queue records its count (when more than one); an instance of
+        another count is refused while the queue holds any job in the layout it has, and
+        may take an empty queue over. (To change the count of a live queue, start the new
+        fleet on a new queue name and let the old fleet drain the old one.)"""
+        if self._layout_checked:
+            return
+        key = layout_key(self.queue)
+        recorded = await self.client.execute("GET", key)
+        had = 1 if recorded is None else int(recorded)
+        if had != self.partitions:
+            old = [_Part.of(tag, k) for k, tag in enumerate(tags(self.queue, had))]
+            sizes = await self.client.pipeline([("HLEN", part.keys.rec) for part in old])
+            for reply in sizes:
+                if isinstance(reply, Exception):
+                    raise reply
+            if any(int(n) for n in sizes):
+                raise ConfigurationError(
+                    f"queue {self.queue!r} is spread over {had} partition(s) and holds "
+                    f"{sum(int(n) for n in sizes)} job(s); this instance was started with "
+                    f"partitions={self.partitions}. Every instance of a queue must use the "
+                    "same count: to change it, start the new fleet on a new queue name and "
+                    "let the old one drain (see docs/pages/redis-internals.md, Partitions)")
+            log.info("queue %r: taking the empty queue over from %d partition(s) to %d",
+                     self.queue, had, self.partitions)
+        if self.partitions == 1:
+            if recorded is not None:
+                await self.client.execute("DEL", key)
+        elif recorded is None or had != self.partitions:
+            await self.client.execute("SET", key, self.partitions)
+        self._layout_checked = True
 
     async def ping(self) -> None:
+        """Also checks, once, that this instance's partition count fits the queue's: the
+        CLI pings before it starts anything, so a wrong count stops it there."""
         await self.control.execute("PING")
+        await self._check_layout()
 
     def describe(self) -> str:
         # A client that routes has no one address of its own: it may describe itself.
@@ -610,6 +860,8 @@ class RedisStore:
         return f"the Redis store at {where} (queue {self.queue!r})"
 
     async def aclose(self) -> None:
+        if self._waits is not None:
+            await self._waits.aclose()
         if self._owns_control:
             await self.control.aclose()
         if self._owns_client:
@@ -619,6 +871,7 @@ class RedisStore:
     def statistics(self) -> Mapping[str, Any]:
         return {
             "queue": self.queue,
+            "partitions": self.partitions,
             "fenced_writes": self._fenced,
             "pushed_jobs": self.pushed,
             "subscribed": self._subscribed,

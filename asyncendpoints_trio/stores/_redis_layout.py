@@ -16,9 +16,17 @@ from .._job import EMPTY_CONTEXT, Attempt, AuditEntry, HttpContext, Job, JobStat
 from ._protocol import NewJob
 
 
+def layout_key(queue: str) -> str:
+    """The queue's partition count, where a queue of more than one records it (a STRING in
+    partition 0's slot; missing: one partition)."""
+    return f"ae:{{{queue}}}:partitions"
+
+
 @dataclass(frozen=True, slots=True)
 class RedisKeys:
-    """Every key of one queue; all share the hash tag ``{queue}`` (one Cluster slot)."""
+    """Every key of one partition of a queue; all share its hash tag (one Cluster slot):
+    ``{queue}`` for partition 0 (a queue of one partition is today's layout) and
+    ``{queue|k}`` for partition ``k`` (see _partitions.py)."""
 
     rec: str
     data: str
@@ -52,8 +60,9 @@ class RedisKeys:
         return self.rec[:-3] + "presence:" + instance
 
     @classmethod
-    def of(cls, queue: str) -> RedisKeys:
-        prefix = f"ae:{{{queue}}}:"
+    def of(cls, tag: str) -> RedisKeys:
+        """The keys of hash tag ``tag``: a queue's name, for its partition 0."""
+        prefix = f"ae:{{{tag}}}:"
         return cls(**{f.name: prefix + f.name for f in dataclasses.fields(cls)})
 
     def as_list(self) -> list[str]:

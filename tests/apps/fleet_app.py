@@ -4,6 +4,7 @@ channel (``fleet:events``), so tests wait on events instead of polling or sleepi
 from __future__ import annotations
 
 import os
+import signal
 from typing import Any
 
 import trio
@@ -33,6 +34,14 @@ async def work(ctx: AsyncContext[float]) -> dict[str, Any]:
     await announce("started", ctx.job_id)
     await trio.sleep(ctx.request)
     return {"pid": os.getpid(), "attempt": ctx.attempt}
+
+
+@endpoints.handler("Crash")
+async def crash(ctx: AsyncContext[float]) -> None:
+    """A poison job: its handler takes its process down (as a segfault or the OOM killer
+    would), before any heartbeat could report its start."""
+    await announce("started", ctx.job_id)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 endpoints.map_async_post("Work", "/work")

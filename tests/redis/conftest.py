@@ -191,7 +191,8 @@ async def queue_stores(redis_url: str, prefix: str,
         yield make
     finally:
         for store in made:
-            keys = await store.client.execute("KEYS", f"ae:{{{store.queue}}}:*")
+            # Every partition's keys: ae:{queue}:... and ae:{queue|k}:...
+            keys = await store.client.execute("KEYS", f"ae:{{{store.queue}[}}|]*")
             if keys:
                 await store.client.execute("DEL", *keys)
             await store.aclose()

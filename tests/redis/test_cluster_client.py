@@ -18,6 +18,7 @@ import trio
 from asyncendpoints_trio import ConfigurationError, RedisConnectionError, RedisReplyError
 from asyncendpoints_trio._errors import ReplicationTimeout, StoreError, StoreUnavailable
 from asyncendpoints_trio.redis import ClusterClient, ReplicaWait, Script, open_client
+from asyncendpoints_trio.redis._cluster import _UNAVAILABLE_TRIES
 from asyncendpoints_trio.redis._cluster_url import parse_cluster_url
 from asyncendpoints_trio.redis._slots import command_slot, key_slot
 
@@ -30,6 +31,7 @@ FAST: dict[str, Any] = {
     "max_connections": 8,
 }
 INCR_BY = Script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
+EXISTS_TWO = Script("return redis.call('EXISTS', KEYS[1], KEYS[2])")
 
 
 def fast_cluster(url: str, **overrides: Any) -> ClusterClient:
@@ -253,6 +255,39 @@ async def test_tryagain_is_retried_a_bounded_while(local_client: ClusterClient,
         await trio.to_thread.run_sync(shared_cluster.migrate_keys, slot, source, target)
         await trio.to_thread.run_sync(shared_cluster.end_migration, slot, source, target)
     assert await local_client.execute("MGET", first, second) == [b"a", b"b"]
+
+
+async def test_ask_then_tryagain_is_retried_as_long_as_tryagain(
+        local_client: ClusterClient, shared_cluster: RedisCluster, prefix: str) -> None:
+    """A script over two keys of a slot mid-migration, one moved to the target and one that
+    exists nowhere (what a store script meets: it declares keys that do not exist yet):
+    the source answers ASK (it has neither), the target TRYAGAIN (it has one of two). The
+    ASKs are followed and the TRYAGAINs retried as long as a plain TRYAGAIN is; the ASKs
+    used to count as tries, which cut the retries short (3 backoffs, the last one for
+    nothing, about 0.35 s instead of about a second)."""
+    source, target, _ = shared_cluster.primaries()
+    (tag,) = shared_cluster.keys_on(source, 1, prefix + "asktry")
+    moved, absent = f"{{{tag}}}moved", f"{{{tag}}}absent"
+    await local_client.execute("SET", moved, "1")
+    slot = key_slot(moved)
+    await trio.to_thread.run_sync(shared_cluster.begin_migration, slot, source, target)
+    try:
+        assert command(source, "MIGRATE", "127.0.0.1", target, moved, 0, 5000) == b"OK"
+        before = local_client.statistics()
+        with trio.fail_after(5), pytest.raises(RedisConnectionError, match="TRYAGAIN"):
+            await local_client.evalsha(EXISTS_TWO, [moved, absent])
+        after = local_client.statistics()
+        assert after.retries - before.retries == _UNAVAILABLE_TRIES - 1
+        assert after.asked - before.asked == _UNAVAILABLE_TRIES
+        # A batch the same, the call's reply in place.
+        with trio.fail_after(5):
+            (reply,) = await local_client.evalsha_many([(EXISTS_TWO, [moved, absent], [])])
+        assert isinstance(reply, StoreUnavailable)
+        assert local_client.statistics().retries - after.retries == _UNAVAILABLE_TRIES - 1
+    finally:
+        await trio.to_thread.run_sync(shared_cluster.migrate_keys, slot, source, target)
+        await trio.to_thread.run_sync(shared_cluster.end_migration, slot, source, target)
+    assert await local_client.evalsha(EXISTS_TWO, [moved, absent]) == 1
 
 
 # -- failover and resharding (a cluster of their own) --------------------------------------

@@ -15,6 +15,8 @@ import trio
 import trio.testing
 
 from asyncendpoints_trio import AsyncContext, EndpointsConfig, JobStatus, MemoryStore, NewJob
+from asyncendpoints_trio._errors import ReplicationTimeout
+from asyncendpoints_trio.runtime._outcomes import SUSPECT_AFTER
 from asyncendpoints_trio.stores._protocol import Complete, Outcome
 
 from .._runtime_kit import new, registry, restarts, running, wait_terminal
@@ -70,7 +72,59 @@ async def test_a_write_that_keeps_failing_in_transit_while_the_store_answers(
     assert good.status is JobStatus.COMPLETED
     assert bad.status is JobStatus.FAILED and bad.error is not None
     assert bad.error["code"] == "OutcomeUnwritable"
-    assert store.injected("finish") == 3  # SUSPECT_AFTER tries, then isolated
+    # SUSPECT_AFTER tries, one more right after a good read, then isolated.
+    assert store.injected("finish") == 4
+
+
+async def test_a_write_that_failed_until_the_outage_ended_is_stored(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The store comes back between a failed write and the read that asks whether it is
+    there (a failover completing): the outcome is written, not replaced by a failure. The
+    writer replaced a Complete by OutcomeUnwritable here, seen in the cluster failover
+    test."""
+
+    async def work(ctx: AsyncContext[str]) -> str:
+        return ctx.request
+
+    store = FaultyStore(MemoryStore())
+    store.inject("finish", "fail", times=SUSPECT_AFTER)  # then the outage is over
+    async with running(registry(Work=work), EndpointsConfig(concurrency=1), store) as rt:
+        job = await wait_terminal(rt, (await rt.submit(new("Work", "done"))).job.id)
+    assert job.status is JobStatus.COMPLETED, job.error
+    assert store.injected("finish") == SUSPECT_AFTER
+
+
+class Unreplicated(MemoryStore):
+    """``finish`` answers ReplicationTimeout (as with ``replicas_ack`` while the replica is
+    away) the first ``times`` calls; reads work all along."""
+
+    def __init__(self, times: int) -> None:
+        super().__init__()
+        self.shortfalls = times
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        if self.shortfalls:
+            self.shortfalls -= 1
+            await trio.lowlevel.checkpoint()
+            raise ReplicationTimeout("WAIT 1: 0 replicas acknowledged", acknowledged=0)
+        return await super().finish(outcomes)
+
+
+async def test_an_outcome_waiting_for_replicas_is_not_taken_for_unwritable(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Reads work while WAIT falls short: that is no request the server drops, so the
+    outcome is retried until the replicas answer, not replaced by a failure."""
+
+    async def work(ctx: AsyncContext[str]) -> str:
+        return ctx.request
+
+    store = Unreplicated(SUSPECT_AFTER + 3)
+    async with running(registry(Work=work), EndpointsConfig(concurrency=1), store) as rt:
+        job = await wait_terminal(rt, (await rt.submit(new("Work", "done"))).job.id)
+    assert job.status is JobStatus.COMPLETED, job.error
+    assert store.shortfalls == 0
 
 
 async def test_result_over_max_result_bytes_fails_its_job(

@@ -24,6 +24,9 @@ local COUNTS = KEYS[17]    -- HASH  status -> members of BY_NAME with that statu
 local AUDIT = KEYS[18]     -- HASH  id -> operators' retries and cancels, one JSON per line
 local RATES = KEYS[19]     -- HASH  'minute:s|c|f' -> jobs submitted, completed, failed
 -- KEYS[20], presence: the SET of instance ids, kept by plain commands (_redis_admin.py)
+-- PUBLISH_CMD is set by the loader ahead of this library: 'PUBLISH', or on a Redis Cluster
+-- 'SPUBLISH' (sharded pub/sub: a message stays in the shard of its channel's slot, which is
+-- this partition's; every channel name below shares the keys' hash tag).
 -- Changes of watched jobs (WATCH) are published here, as the job's id: event streams
 -- follow them. A channel is no key; its name shares the keys' prefix.
 local PREFIX = string.sub(REC, 1, #REC - 3)
@@ -264,7 +267,7 @@ local function notify(ids)
     local j = math.min(i + SLICE - 1, #ids)
     local watched = redis.call('ZMSCORE', WATCH, unpack(ids, i, j))
     for k = 1, #watched do
-      if watched[k] then redis.call('PUBLISH', CHANGES, ids[i + k - 1]) end
+      if watched[k] then redis.call(PUBLISH_CMD, CHANGES, ids[i + k - 1]) end
     end
     i = j + 1
   end
@@ -312,7 +315,7 @@ local function terminal(id, r, now, retention_ms, done_channel)
   redis.call('ZADD', EXPIRY, now + retention_ms, id)
   if redis.call('ZSCORE', WATCH, id) then
     redis.call('ZREM', WATCH, id)
-    redis.call('PUBLISH', done_channel, frame(id))
+    redis.call(PUBLISH_CMD, done_channel, frame(id))
   end
 end
 

@@ -34,7 +34,7 @@ elseif r.st == 'InProgress' and r.cn ~= '1' then
   r.cn = '1'
   touch(r)
   redis.call('HSET', REC, id, enc(r))
-  redis.call('PUBLISH', ARGV[3], id)
+  redis.call(PUBLISH_CMD, ARGV[3], id)
   notify({id})
 else
   changed = false

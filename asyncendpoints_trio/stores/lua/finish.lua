@@ -167,7 +167,7 @@ if #ended > 0 then
         local history = redis.call('HGET', HIST, id) or ''
         local progress = redis.call('HGET', PROG, id) or ''
         -- Length-prefixed (frame), as inbox entries: a record may hold NUL (name \0 idem).
-        redis.call('PUBLISH', done_channel, table.concat({frame(id), frame(enc(state[id])),
+        redis.call(PUBLISH_CMD, done_channel, table.concat({frame(id), frame(enc(state[id])),
                    frame(err), frame(result), frame(history), frame(progress)}))
       end
     end
