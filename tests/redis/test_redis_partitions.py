@@ -120,11 +120,13 @@ async def test_an_idle_wait_wakes_for_a_submit_in_any_partition(store: RedisStor
 
 
 async def test_counts_and_recovery_cover_every_partition(store: RedisStore) -> None:
-    for _ in range(9):
-        await submit_one(store, new_job())
-    assert (await store.counts())["Queued"] == 9
-    claimed = await store.claim("a", 9, 0.2)
-    assert len(claimed) == 9
+    ids: set[str] = set()
+    while len({partition_of(i, P) for i in ids}) < P:  # jobs in every partition
+        ids.add((await submit_one(store, new_job())).job.id)
+    n = len(ids)
+    assert (await store.counts())["Queued"] == n
+    claimed = await store.claim("a", n, 0.2)
+    assert len(claimed) == n
     with trio.fail_after(10):
         while True:
             report = await store.recover(limit=100)
@@ -132,16 +134,18 @@ async def test_counts_and_recovery_cover_every_partition(store: RedisStore) -> N
                 break
             await trio.sleep(0.05)  # the leases' real TTL (the server's clock) runs out
     with trio.fail_after(10):
-        while (await store.counts())["Queued"] < 9:
+        while (await store.counts())["Queued"] < n:
             await store.recover(limit=100)
             await trio.sleep(0.05)
     assert {p.index for c in claimed for p in [store._part(c.job.id)]} == set(range(P))
 
 
 async def test_leases_of_and_heartbeats_span_partitions(store: RedisStore) -> None:
-    for _ in range(9):
-        await submit_one(store, new_job())
-    claimed = await store.claim("a", 9, 10.0)
+    ids: set[str] = set()
+    while len({partition_of(i, P) for i in ids}) < P:
+        ids.add((await submit_one(store, new_job())).job.id)
+    claimed = await store.claim("a", len(ids), 10.0)
+    assert len(claimed) == len(ids)
     leases = [c.lease for c in claimed]
     assert sorted(lease.job_id for lease in await store.leases_of("a")) == sorted(
         lease.job_id for lease in leases)
