@@ -23,7 +23,7 @@ import trio
 
 from asyncendpoints_trio import JobStatus, NewJob, StoreUnavailable
 from asyncendpoints_trio.redis import ClusterClient, RedisClient
-from asyncendpoints_trio.stores._partitions import partition_of
+from asyncendpoints_trio.stores._partitions import partition_of, tags
 from asyncendpoints_trio.stores._redis import RedisStore
 from tests._processes import Service, cli_process
 from tests._redis_server import RedisServer
@@ -51,7 +51,10 @@ class Backend:
         return ["--queue", self.queue, "--partitions", str(self.partitions)]
 
 
-def on_server(server: RedisServer) -> Backend:
+def on_server(server: Backend | RedisServer) -> Backend:
+    """A private redis-server holds the queue (the default one) and hears the starts."""
+    if isinstance(server, Backend):
+        return server
     return Backend(server.url, server.url)
 
 
@@ -84,8 +87,7 @@ async def drop_queue(backend: Backend) -> None:
     """The test queue's keys on the shared cluster, every partition's, on its own node."""
     async with ClusterClient.from_url(backend.url, connect_timeout=2, read_timeout=5) as client:
         with trio.fail_after(20):
-            for k in range(backend.partitions):
-                tag = backend.queue if k == 0 else f"{backend.queue}|{k}"
+            for tag in tags(backend.queue, backend.partitions):
                 node = await client.node_for(f"ae:{{{tag}}}:")
                 keys = await node.execute("KEYS", f"ae:{{{tag}}}:*")
                 if keys:
@@ -129,10 +131,11 @@ class EventLog:
 
 
 @asynccontextmanager
-async def fleet(backend: Backend) -> AsyncIterator[tuple[AsyncExitStack, EventLog,
-                                                          RedisStore]]:
+async def fleet(where: Backend | RedisServer) -> AsyncIterator[
+        tuple[AsyncExitStack, EventLog, RedisStore]]:
     """Event listener outermost, then the store and whatever instances the test starts:
     they close in reverse order, instances first."""
+    backend = on_server(where)
     log = EventLog()
     async with trio.open_nursery() as nursery:
         await nursery.start(log.listen, backend.events_url)
@@ -145,7 +148,8 @@ async def fleet(backend: Backend) -> AsyncIterator[tuple[AsyncExitStack, EventLo
 
 
 @asynccontextmanager
-async def fleet_store(backend: Backend) -> AsyncIterator[RedisStore]:
+async def fleet_store(where: Backend | RedisServer) -> AsyncIterator[RedisStore]:
+    backend = on_server(where)
     store = RedisStore.from_url(backend.url, connect_timeout=1, read_timeout=2,
                                 queue=backend.queue, partitions=backend.partitions)
     try:
@@ -154,8 +158,9 @@ async def fleet_store(backend: Backend) -> AsyncIterator[RedisStore]:
         await store.aclose()
 
 
-def instance(kind: str, backend: Backend,
+def instance(kind: str, where: Backend | RedisServer,
              *extra: str) -> AbstractAsyncContextManager[Service]:
+    backend = on_server(where)
     args = [kind, APP, "--redis-url", backend.url, "--lease-ttl", str(TTL), "--heartbeat",
             str(HEARTBEAT), "--log-level", "INFO", *backend.cli_args()]
     if kind == "serve":
@@ -362,8 +367,8 @@ async def test_long_job_is_not_reclaimed_while_its_instance_lives(backend: Backe
 
 
 async def test_redis_restart_mid_run(server: RedisServer) -> None:
-    async with fleet(on_server(server)) as (stack, _, store):
-        a = await stack.enter_async_context(instance("serve", on_server(server)))
+    async with fleet(server) as (stack, _, store):
+        a = await stack.enter_async_context(instance("serve", server))
         await ready(a)
         client = await stack.enter_async_context(httpx.AsyncClient(base_url=a.url))
         before = [(await client.post("/work", json=0.5)).json()["id"] for _ in range(5)]
@@ -383,7 +388,7 @@ async def test_redis_restart_mid_run(server: RedisServer) -> None:
 
 async def test_redis_down_answers_503_and_writes_nothing_half(server: RedisServer) -> None:
     async with AsyncExitStack() as stack:
-        a = await stack.enter_async_context(instance("serve", on_server(server), "--no-workers"))
+        a = await stack.enter_async_context(instance("serve", server, "--no-workers"))
         await ready(a)
         client = await stack.enter_async_context(httpx.AsyncClient(base_url=a.url))
         accepted = [(await client.post("/work", json=1)).json()["id"] for _ in range(3)]
