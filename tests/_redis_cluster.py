@@ -24,7 +24,7 @@ from typing import Any
 import hiredis
 
 from asyncendpoints_trio.redis._slots import key_slot
-from tests._redis_server import RedisServer, free_port
+from tests._redis_server import PortTaken, RedisServer, free_port
 
 NODE_TIMEOUT_MS = 1000
 READY_TIMEOUT = 30.0
@@ -77,6 +77,12 @@ class RedisCluster:
     def __init__(self, *, nodes: int = 6, replicas: int = 1) -> None:
         if shutil.which("redis-cli") is None:
             raise RuntimeError("redis-cli is not installed")
+        self._nodes = nodes
+        self.servers = self._new_servers()
+        self.replicas = replicas
+        self.start_seconds = 0.0
+
+    def _new_servers(self) -> list[RedisServer]:
         args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                 "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
                 "--cluster-replica-validity-factor", "0",
@@ -85,10 +91,8 @@ class RedisCluster:
                 "--appendonly", "no", "--save", "")
         # The bus port is chosen too: by default it is port + 10000, which a free port
         # from the top of the range would overflow (and nothing says it is free).
-        self.servers = [RedisServer(extra_args=(*args, "--cluster-port", str(free_port())))
-                        for _ in range(nodes)]
-        self.replicas = replicas
-        self.start_seconds = 0.0
+        return [RedisServer(extra_args=(*args, "--cluster-port", str(free_port())))
+                for _ in range(self._nodes)]
 
     @property
     def ports(self) -> list[int]:
@@ -100,7 +104,19 @@ class RedisCluster:
 
     def start(self) -> None:
         started = time.monotonic()
-        RedisServer.start_all(self.servers)
+        for attempt in range(3):
+            try:
+                RedisServer.start_all(self.servers)
+                break
+            except PortTaken:
+                # free_port() only promises that a port was free a moment ago: another
+                # process (an outgoing connection's ephemeral port) may take it, or a bus
+                # port, first. Before the nodes are joined, all six may start again on new
+                # ports.
+                if attempt == 2:
+                    raise
+                self.cleanup()
+                self.servers = self._new_servers()
         _redis_cli("--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
                    "--cluster-replicas", str(self.replicas), "--cluster-yes")
         self.wait_healthy()

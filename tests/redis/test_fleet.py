@@ -1,7 +1,11 @@
-"""Several real instances (OS processes) on one real redis-server: crash, zombie, restarts.
+"""Several real instances (OS processes) on one real Redis: crash, zombie, restarts.
 
-Each instance is our CLI (``serve`` or ``worker``) on a private redis-server. Handlers
-announce their starts on a Redis channel, so the tests wait for events, never sleep.
+Each instance is our CLI (``serve`` or ``worker``). The tests that leave Redis running run
+twice: on a private redis-server (the default queue, one partition) and on the session's
+Redis Cluster (3 primaries, a replica each) with a queue of their own over six partitions
+(``--partitions 6`` on every instance). Handlers announce their starts on a Redis channel of
+a plain redis-server (the test's own on the cluster: a channel there would need a cluster
+client), so the tests wait for events, never sleep.
 """
 
 from __future__ import annotations
@@ -9,8 +13,8 @@ from __future__ import annotations
 import re
 import signal
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
 import httpx
@@ -18,7 +22,8 @@ import pytest
 import trio
 
 from asyncendpoints_trio import JobStatus, NewJob, StoreUnavailable
-from asyncendpoints_trio.redis import RedisClient
+from asyncendpoints_trio.redis import ClusterClient, RedisClient
+from asyncendpoints_trio.stores._partitions import partition_of, tags
 from asyncendpoints_trio.stores._redis import RedisStore
 from tests._processes import Service, cli_process
 from tests._redis_server import RedisServer
@@ -28,6 +33,65 @@ pytestmark = pytest.mark.slow
 APP = "tests.apps.fleet_app:app"
 TTL = 2.0
 HEARTBEAT = 0.5
+P = 6  # partitions of the cluster variant's queue: two per primary
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where a fleet keeps its queue, and where its handlers announce their starts."""
+
+    url: str  # every instance's --redis-url, and the test's own store's
+    events_url: str  # FLEET_EVENTS_URL: always a plain redis-server
+    queue: str = "default"
+    partitions: int = 1
+
+    def cli_args(self) -> list[str]:
+        if self.partitions == 1:
+            return []  # the default queue, as an instance is started most often
+        return ["--queue", self.queue, "--partitions", str(self.partitions)]
+
+
+def on_server(server: Backend | RedisServer) -> Backend:
+    """A private redis-server holds the queue (the default one) and hears the starts."""
+    if isinstance(server, Backend):
+        return server
+    return Backend(server.url, server.url)
+
+
+ONE_SERVER = "one-server"
+CLUSTER = f"cluster-P{P}"
+
+
+def on_the_cluster(mark: pytest.MarkDecorator) -> pytest.MarkDecorator:
+    """For a test whose cluster variant is marked (skipped, expected to fail)."""
+    return pytest.mark.parametrize("backend", [ONE_SERVER, pytest.param(CLUSTER, marks=mark)],
+                                   indirect=True)
+
+
+@pytest.fixture(params=[ONE_SERVER, CLUSTER])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    if request.param == ONE_SERVER:
+        with RedisServer(aof=True) as server:
+            yield on_server(server)
+        return
+    cluster_url: str = request.getfixturevalue("cluster_url")
+    with RedisServer() as events:
+        backend = Backend(cluster_url, events.url, f"fleet-{uuid.uuid4().hex[:10]}", P)
+        try:
+            yield backend
+        finally:
+            await drop_queue(backend)
+
+
+async def drop_queue(backend: Backend) -> None:
+    """The test queue's keys on the shared cluster, every partition's, on its own node."""
+    async with ClusterClient.from_url(backend.url, connect_timeout=2, read_timeout=5) as client:
+        with trio.fail_after(20):
+            for tag in tags(backend.queue, backend.partitions):
+                node = await client.node_for(f"ae:{{{tag}}}:")
+                keys = await node.execute("KEYS", f"ae:{{{tag}}}:*")
+                if keys:
+                    await node.execute("DEL", *keys)
 
 
 @dataclass
@@ -67,36 +131,41 @@ class EventLog:
 
 
 @asynccontextmanager
-async def fleet(server: RedisServer) -> AsyncIterator[tuple[AsyncExitStack, EventLog,
-                                                             RedisStore]]:
+async def fleet(where: Backend | RedisServer) -> AsyncIterator[
+        tuple[AsyncExitStack, EventLog, RedisStore]]:
     """Event listener outermost, then the store and whatever instances the test starts:
     they close in reverse order, instances first."""
+    backend = on_server(where)
     log = EventLog()
     async with trio.open_nursery() as nursery:
-        await nursery.start(log.listen, server.url)
+        await nursery.start(log.listen, backend.events_url)
         try:
             async with AsyncExitStack() as stack:
-                store = await stack.enter_async_context(fleet_store(server))
+                store = await stack.enter_async_context(fleet_store(backend))
                 yield stack, log, store
         finally:
             nursery.cancel_scope.cancel()
 
 
 @asynccontextmanager
-async def fleet_store(server: RedisServer) -> AsyncIterator[RedisStore]:
-    store = RedisStore.from_url(server.url, connect_timeout=1, read_timeout=2)
+async def fleet_store(where: Backend | RedisServer) -> AsyncIterator[RedisStore]:
+    backend = on_server(where)
+    store = RedisStore.from_url(backend.url, connect_timeout=1, read_timeout=2,
+                                queue=backend.queue, partitions=backend.partitions)
     try:
         yield store
     finally:
         await store.aclose()
 
 
-def instance(kind: str, server: RedisServer, *extra: str) -> object:
-    args = [kind, APP, "--redis-url", server.url, "--lease-ttl", str(TTL), "--heartbeat",
-            str(HEARTBEAT), "--log-level", "INFO"]
+def instance(kind: str, where: Backend | RedisServer,
+             *extra: str) -> AbstractAsyncContextManager[Service]:
+    backend = on_server(where)
+    args = [kind, APP, "--redis-url", backend.url, "--lease-ttl", str(TTL), "--heartbeat",
+            str(HEARTBEAT), "--log-level", "INFO", *backend.cli_args()]
     if kind == "serve":
         args += ["--bind", "127.0.0.1:0"]
-    return cli_process([*args, *extra], env={"FLEET_EVENTS_URL": server.url},
+    return cli_process([*args, *extra], env={"FLEET_EVENTS_URL": backend.events_url},
                        ready=None if kind == "worker" else b"Running on")
 
 
@@ -125,14 +194,14 @@ def server() -> object:
         yield server
 
 
-async def test_crashed_instance_jobs_complete_on_a_survivor(server: RedisServer) -> None:
-    async with fleet(server) as (stack, log, store):
-        doomed = await stack.enter_async_context(instance("worker", server))
+async def test_crashed_instance_jobs_complete_on_a_survivor(backend: Backend) -> None:
+    async with fleet(backend) as (stack, log, store):
+        doomed = await stack.enter_async_context(instance("worker", backend))
         await ready(doomed)
         ids = [a.job.id for a in await store.submit([work(30.0) for _ in range(4)])]
         with trio.fail_after(20):
             await log.wait_until(lambda s: len({e.job_id for e in s}) == 4)
-        survivor = await stack.enter_async_context(instance("worker", server))
+        survivor = await stack.enter_async_context(instance("worker", backend))
         await ready(survivor)
         for e in log.started:
             assert e.pid == doomed.process.pid
@@ -161,11 +230,21 @@ async def test_crashed_instance_jobs_complete_on_a_survivor(server: RedisServer)
 
 
 async def started_on_server(store: RedisStore, ids: list[str]) -> None:
-    # Polls the server (each poll a round trip; the caller bounds the wait): a pushed job's
-    # record keeps the 'P' mark (its fifth field) until a heartbeat reports its start.
-    while any(record is None or record.split(b"|")[4] == b"P" for record in
-              await store.client.execute("HMGET", store.keys.rec, *ids)):
+    # Polls the server (each poll a round trip per partition; the caller bounds the wait): a
+    # pushed job's record keeps the 'P' mark (its fifth field) until a heartbeat reports its
+    # start. A claimed job (always, at P > 1) never has it.
+    while any(record is None or record.split(b"|")[4] == b"P"
+              for records in await records_of(store, ids) for record in records):
         pass
+
+
+async def records_of(store: RedisStore, ids: list[str]) -> list[list[bytes | None]]:
+    """The jobs' records, one HMGET per partition (each in its own slot)."""
+    by_part: dict[int, list[str]] = {}
+    for job_id in ids:
+        by_part.setdefault(partition_of(job_id, store.partitions), []).append(job_id)
+    return [await store.client.execute("HMGET", store._part(some[0]).keys.rec, *some)
+            for some in by_part.values()]
 
 
 async def registered_idle(store: RedisStore) -> None:
@@ -175,10 +254,13 @@ async def registered_idle(store: RedisStore) -> None:
         pass
 
 
+@on_the_cluster(pytest.mark.skip(
+    reason="push dispatch is off at P > 1 (claims only); the claim path's side is "
+    "test_jobs_claimed_by_a_worker_killed_at_once_are_charged_once"))
 async def test_a_job_pushed_to_a_killed_idle_worker_runs_once_uncharged(
-        server: RedisServer) -> None:
-    async with fleet(server) as (stack, log, store):
-        doomed = await stack.enter_async_context(instance("worker", server))
+        backend: Backend) -> None:
+    async with fleet(backend) as (stack, log, store):
+        doomed = await stack.enter_async_context(instance("worker", backend))
         await ready(doomed)
         with trio.fail_after(10):
             await registered_idle(store)  # blocked on its inbox, taking pushes
@@ -189,7 +271,7 @@ async def test_a_job_pushed_to_a_killed_idle_worker_runs_once_uncharged(
         # Leased straight to the dead instance by the submit: nobody claimed it.
         assert pushed is not None and pushed.status is JobStatus.IN_PROGRESS
         assert pushed.owner is not None and pushed.token == 1
-        survivor = await stack.enter_async_context(instance("worker", server))
+        survivor = await stack.enter_async_context(instance("worker", backend))
         await ready(survivor)
         done = await terminal(store, job_id, TTL + 20)
         assert done.status is JobStatus.COMPLETED  # type: ignore[attr-defined]
@@ -201,10 +283,41 @@ async def test_a_job_pushed_to_a_killed_idle_worker_runs_once_uncharged(
         assert [(e.job_id, e.pid) for e in log.started] == [(job_id, survivor.process.pid)]
 
 
-async def test_no_job_lost_when_an_instance_dies_under_load(server: RedisServer) -> None:
-    async with fleet(server) as (stack, _, store):
-        a = await stack.enter_async_context(instance("worker", server))
-        b = await stack.enter_async_context(instance("worker", server))
+async def test_jobs_claimed_by_a_worker_killed_at_once_are_charged_once(
+        backend: Backend) -> None:
+    """The claim path's side of the push test above: jobs waiting when a worker starts
+    are claimed by it (no push: it was not idle when they came), and it dies the moment
+    the store says it holds them all, its handlers started or not. A claim is a start:
+    each job is reclaimed charged, once, and runs on the survivor."""
+    async with fleet(backend) as (stack, log, store):
+        ids = [a.job.id for a in await store.submit([work(30.0) for _ in range(4)])]
+        doomed = await stack.enter_async_context(instance("worker", backend))
+        with trio.fail_after(30):
+            while True:  # each poll a round trip per job; no event says "claimed"
+                jobs = [await store.get(job_id) for job_id in ids]
+                if all(j is not None and j.status is JobStatus.IN_PROGRESS for j in jobs):
+                    break
+        doomed.process.kill()
+        assert {j.owner for j in jobs if j is not None} == {jobs[0].owner}  # one worker
+        assert [j.token for j in jobs if j is not None] == [1] * 4
+        survivor = await stack.enter_async_context(instance("worker", backend))
+        with trio.fail_after(TTL + HEARTBEAT + 20):
+            await log.wait_until(lambda s: {e.job_id for e in s
+                                            if e.pid == survivor.process.pid} == set(ids))
+        assert {e.pid for e in log.started} <= {doomed.process.pid, survivor.process.pid}
+        for job_id in ids:
+            await store.cancel(job_id)  # the 30 s jobs have made their point
+        for job_id in ids:
+            job = await terminal(store, job_id)
+            assert job.status is JobStatus.CANCELED
+            assert job.retry_count == 1  # charged once: the dead worker's claim
+            assert job.token == 2  # claimed once more, by the survivor
+
+
+async def test_no_job_lost_when_an_instance_dies_under_load(backend: Backend) -> None:
+    async with fleet(backend) as (stack, _, store):
+        a = await stack.enter_async_context(instance("worker", backend))
+        b = await stack.enter_async_context(instance("worker", backend))
         await ready(a)
         await ready(b)
         ids: list[str] = []
@@ -216,16 +329,16 @@ async def test_no_job_lost_when_an_instance_dies_under_load(server: RedisServer)
     assert statuses == [JobStatus.COMPLETED] * len(ids)
 
 
-async def test_zombie_writes_are_refused(server: RedisServer) -> None:
-    async with fleet(server) as (stack, log, store):
-        zombie = await stack.enter_async_context(instance("worker", server))
+async def test_zombie_writes_are_refused(backend: Backend) -> None:
+    async with fleet(backend) as (stack, log, store):
+        zombie = await stack.enter_async_context(instance("worker", backend))
         await ready(zombie)
         [submitted] = await store.submit([work(TTL * 2)])
         job_id = submitted.job.id
         with trio.fail_after(20):
             await log.wait_until(lambda s: len(s) == 1)
         zombie.process.send_signal(signal.SIGSTOP)
-        peer = await stack.enter_async_context(instance("worker", server))
+        peer = await stack.enter_async_context(instance("worker", backend))
         await ready(peer)
         done = await terminal(store, job_id, 30)
         assert done.result is not None  # type: ignore[attr-defined]
@@ -240,10 +353,10 @@ async def test_zombie_writes_are_refused(server: RedisServer) -> None:
         assert after.status is JobStatus.COMPLETED
 
 
-async def test_long_job_is_not_reclaimed_while_its_instance_lives(server: RedisServer) -> None:
-    async with fleet(server) as (stack, log, store):
-        a = await stack.enter_async_context(instance("worker", server))
-        b = await stack.enter_async_context(instance("worker", server))
+async def test_long_job_is_not_reclaimed_while_its_instance_lives(backend: Backend) -> None:
+    async with fleet(backend) as (stack, log, store):
+        a = await stack.enter_async_context(instance("worker", backend))
+        b = await stack.enter_async_context(instance("worker", backend))
         await ready(a)
         await ready(b)
         [submitted] = await store.submit([work(TTL * 3)])
@@ -295,10 +408,10 @@ async def test_redis_down_answers_503_and_writes_nothing_half(server: RedisServe
         assert sorted(q.decode() for q in queued) == sorted(accepted)
 
 
-async def test_idempotent_submits_on_two_instances_make_one_job(server: RedisServer) -> None:
+async def test_idempotent_submits_on_two_instances_make_one_job(backend: Backend) -> None:
     async with AsyncExitStack() as stack:
-        a = await stack.enter_async_context(instance("serve", server, "--no-workers"))
-        b = await stack.enter_async_context(instance("serve", server, "--no-workers"))
+        a = await stack.enter_async_context(instance("serve", backend, "--no-workers"))
+        b = await stack.enter_async_context(instance("serve", backend, "--no-workers"))
         await ready(a)
         await ready(b)
         clients = [await stack.enter_async_context(httpx.AsyncClient(base_url=s.url))
@@ -326,10 +439,10 @@ async def test_idempotent_submits_on_two_instances_make_one_job(server: RedisSer
         assert len(ids) + busy == 22 and len(ids) >= 2 and len(set(ids)) == 1
 
 
-async def test_cancel_reaches_the_owning_instance(server: RedisServer) -> None:
-    async with fleet(server) as (stack, log, _store):
-        api = await stack.enter_async_context(instance("serve", server, "--no-workers"))
-        runner = await stack.enter_async_context(instance("worker", server))
+async def test_cancel_reaches_the_owning_instance(backend: Backend) -> None:
+    async with fleet(backend) as (stack, log, _store):
+        api = await stack.enter_async_context(instance("serve", backend, "--no-workers"))
+        runner = await stack.enter_async_context(instance("worker", backend))
         await ready(api)
         await ready(runner)
         client = await stack.enter_async_context(httpx.AsyncClient(base_url=api.url))
@@ -347,33 +460,67 @@ async def test_cancel_reaches_the_owning_instance(server: RedisServer) -> None:
         assert took < HEARTBEAT + 2.0  # pub/sub: well inside a heartbeat on a quiet machine
 
 
-async def command_counts(server: RedisServer) -> dict[str, int]:
-    """Calls per command, as the server counts them: commands run inside Lua scripts
-    count too, so this is stricter than counting the instance's round trips."""
-    async with RedisClient.from_url(server.url) as redis:
-        info = (await redis.execute("INFO", "commandstats")).decode()
-    return {line.split(":", 1)[0].removeprefix("cmdstat_"):
-            int(line.split("calls=", 1)[1].split(",", 1)[0])
-            for line in info.splitlines() if line.startswith("cmdstat_")}
+@asynccontextmanager
+async def command_counter(backend: Backend) -> AsyncIterator[
+        Callable[[], Awaitable[tuple[dict[str, int], int]]]]:
+    """``count()``: calls per command, as the server counts them (on a cluster, summed over
+    its primaries), and the number of nodes asked. Commands run inside Lua scripts count
+    too, so this is stricter than counting the instance's round trips. Each node's count
+    includes our previous ``INFO`` there, not this one. On one server each count opens a
+    connection of its own (as this test always did); on a cluster one client, whose slot
+    map is read once, before any count, asks the primaries over its pooled connections."""
+    if backend.partitions == 1:
+        async def count() -> tuple[dict[str, int], int]:
+            async with RedisClient.from_url(backend.url) as redis:
+                return parse_commandstats([(await redis.execute("INFO", "commandstats"))])
+        yield count
+        return
+    async with ClusterClient.from_url(backend.url) as cluster:
+        nodes = await cluster.primaries()
+
+        async def count_cluster() -> tuple[dict[str, int], int]:
+            return parse_commandstats([await node.execute("INFO", "commandstats")
+                                       for node in nodes])
+        yield count_cluster
 
 
-async def test_idle_instance_costs_redis_few_commands(server: RedisServer) -> None:
+def parse_commandstats(infos: list[bytes]) -> tuple[dict[str, int], int]:
+    counts: dict[str, int] = {}
+    for info in infos:
+        for line in info.decode().splitlines():
+            if line.startswith("cmdstat_"):
+                name = line.split(":", 1)[0].removeprefix("cmdstat_")
+                calls = int(line.split("calls=", 1)[1].split(",", 1)[0])
+                counts[name] = counts.get(name, 0) + calls
+    # A replica's acknowledgements (once a second) are the cluster's cost, not ours.
+    counts.pop("replconf", None)
+    return counts, len(infos)
+
+
+@on_the_cluster(pytest.mark.xfail(strict=True, reason=(
+    "an idle instance's cost grows with P: one claim per partition after each idle wait "
+    "that no wake-up ended (ClaimOrder.forget), one recover script per partition per "
+    "sweep; ~20 commands/s executed at P=6 (3.3/s sent) against 4.5/s at P=1")))
+async def test_idle_instance_costs_redis_few_commands(backend: Backend) -> None:
     window = 6.0
-    async with fleet(server) as (stack, _, _store):
-        idle = await stack.enter_async_context(instance("serve", server))
+    async with fleet(backend) as (stack, _, _store), command_counter(backend) as count:
+        blpops_before = (await count())[0].get("blpop", 0)  # the shared cluster's are many
+        idle = await stack.enter_async_context(instance("serve", backend))
         await ready(idle)
-        # Start counting once its dispatcher sleeps on the wake list: its start-up (the
+        # Start counting once its dispatcher sleeps on the wake list(s): its start-up (the
         # release of leases a former process of its id held, the first claim) is not idle.
         with trio.fail_after(10):
-            while not (await command_counts(server)).get("blpop"):  # noqa: ASYNC110
+            while (await count())[0].get("blpop", 0) <= blpops_before:  # noqa: ASYNC110
                 await trio.sleep(0.05)
-        before = await command_counts(server)
+        before, nodes = await count()
         await trio.sleep(window)  # the quantity measured is what happens during idle time
-        after = await command_counts(server)
+        after, _ = await count()
     delta = {k: v - before.get(k, 0) for k, v in after.items() if v > before.get(k, 0)}
-    delta["info"] -= 1  # our own
+    delta["info"] -= nodes  # ours
     executed = sum(delta.values())
-    sent = sum(delta.get(k, 0) for k in ("evalsha", "blpop", "ping", "subscribe"))
+    sent = sum(delta.get(k, 0) for k in ("evalsha", "blpop", "ping", "subscribe",
+                                         "ssubscribe", "cluster"))
     print(f"\nidle instance over {window:.0f}s: {sent / window:.2f} commands/s sent, "
-          f"{executed / window:.2f}/s executed by Redis (scripts' inner calls included)")
+          f"{executed / window:.2f}/s executed by Redis (scripts' inner calls included): "
+          f"{sorted(delta.items())}")
     assert executed / window <= 5.0
