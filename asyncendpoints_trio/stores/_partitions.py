@@ -74,22 +74,27 @@ class ClaimOrder:
 
     Each claim starts one partition further on and skips the partitions it found empty
     lately, until something says they may hold work again: a submit of ours into one, a
-    wake-up from it, a retry of its falling due, an idle wait that ended with no wake-up
-    at all (which bounds the cost of a missed wake-up, as with one partition), or
-    ``EMPTY_FOR`` passing. That last one is what keeps a busy instance from starving a
-    partition: a wake-up token waits for an idle instance, and a busy one never blocks, so
-    it looks again by itself (one script call per empty partition per ``EMPTY_FOR``). An
-    idle instance blocks on every partition's wake-up list, so an empty partition costs
-    nothing while the queue is idle.
+    wake-up from it, a retry of its falling due, or ``EMPTY_FOR`` passing. That last one is
+    what keeps a busy instance from starving a partition: a wake-up token waits for an idle
+    instance, and a busy one never blocks, so it looks again by itself (one script call per
+    empty partition per ``EMPTY_FOR``).
+
+    An idle instance blocks on every partition's wake-up list, so while it waits it hears of
+    new work in any of them: the marks of the partitions no wake-up came from hold on
+    through the wait (``waited``). An idle wait that ends with no wake-up at all looks at
+    one partition, the next in turn, as the backstop against a missed wake-up (with one
+    partition that is the claim after every idle wait): so an empty partition costs no
+    claims while the queue is idle, and a missed wake-up is found within P idle waits.
     """
 
-    __slots__ = ("_due", "_empty", "_next", "partitions")
+    __slots__ = ("_backstop", "_due", "_empty", "_next", "partitions")
 
     def __init__(self, partitions: int) -> None:
         self.partitions = partitions
         self._next = 0
         self._empty: dict[int, float] = {}  # partition -> trio time the mark lapses
         self._due: dict[int, float] = {}  # partition -> trio time its first retry is due
+        self._backstop = 0  # the partition an idle wait without a wake-up looks at next
 
     def order(self, now: float) -> list[int]:
         start = self._next
@@ -124,9 +129,16 @@ class ClaimOrder:
     def woken(self, partition: int) -> None:
         self._empty.pop(partition, None)
 
-    def forget(self) -> None:
-        """An idle wait ended without a wake-up: look everywhere once more."""
-        self._empty.clear()
+    def waited(self, woken: set[int], now: float) -> None:
+        """An idle wait ended at ``now``, woken by the partitions in ``woken`` (none: its
+        timeout). Every partition was watched meanwhile, so the others' marks hold on."""
+        for k in self._empty:
+            self._empty[k] = now + EMPTY_FOR
+        if not woken:
+            woken = {self._backstop}
+            self._backstop = (self._backstop + 1) % self.partitions
+        for k in woken:
+            self._empty.pop(k, None)
 
     def next_due(self) -> float | None:
         return min(self._due.values(), default=None)

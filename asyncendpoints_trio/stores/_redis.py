@@ -443,12 +443,8 @@ class RedisStore:
 
                 for part in self._parts:
                     nursery.start_soon(pop, part)
-        if not woken:
-            self._claims.forget()
-        for key in woken:
-            for part in self._parts:
-                if part.keys.wake.encode() == key:
-                    self._claims.woken(part.index)
+        self._claims.waited({part.index for part in self._parts
+                             if part.keys.wake.encode() in woken}, trio.current_time())
 
     async def _unidle(self, owner: str) -> None:
         with trio.CancelScope(shield=True,

@@ -237,3 +237,29 @@ async def test_order_and_bounds_hold_within_each_partition(store: RedisStore) ->
     assert sum(len(v) for k, v in placed.items() if k >= 0) == 2 * P
     assert all(isinstance(a, QueueFull) for a in placed.get(-1, []))
     assert (await store.counts())["Queued"] == 2 * P
+
+
+def test_idle_waits_claim_one_partition_each_unless_woken() -> None:
+    """The claim order's bookkeeping alone (no Redis): after every partition was found
+    empty, an idle wait that timed out opens one partition, the next in turn; a wake-up
+    opens its own; marks otherwise hold through the wait, and lapse after EMPTY_FOR."""
+    from asyncendpoints_trio.stores._partitions import EMPTY_FOR, ClaimOrder
+
+    order = ClaimOrder(4)
+    now = 100.0
+    for k in order.order(now):
+        order.claimed(k, 8, 0, None, now)
+    assert order.order(now) == []
+    opened = []
+    for _ in range(4):
+        now += 5.0  # an idle wait of five seconds, far past EMPTY_FOR
+        order.waited(set(), now)
+        [k] = order.order(now)
+        opened.append(k)
+        order.claimed(k, 8, 0, None, now)
+    assert sorted(opened) == [0, 1, 2, 3]
+    now += 5.0
+    order.waited({2}, now)
+    assert order.order(now) == [2]
+    order.claimed(2, 8, 8, None, now)  # it had work: stays open
+    assert set(order.order(now + EMPTY_FOR + 0.01)) == {0, 1, 2, 3}  # busy: marks lapse
