@@ -20,6 +20,17 @@ What fails is told apart:
   that one is replaced by a plain failure of its job (``OutcomeUnwritable``), and if even that
   cannot be written, the job is let go: its lease expires and recovery hands it to a peer.
   One bad outcome never blocks the ones behind it.
+
+With ``replicas_ack``, a third: ``ReplicationTimeout``. The outcomes *were* applied on the
+primary (the exception says which, as ``finish`` would have); only fewer replicas than asked
+confirmed them in time. That is not an outage and not a refusal: the batch is settled as
+applied, never retried (a second write would be refused, the lease being gone, and be counted
+as fenced) and never reported as fenced, and the shortfall is logged and counted
+(``unreplicated``). Holding the leases until the replicas catch up would keep renewing
+leases the primary no longer has. What remains at risk, a failover before the replicas
+catch up, is at-least-once as without replicas: the job is back to running on the new
+primary under its old lease, which expires there, and recovery runs it again
+(docs/pages/production.md, "replicas_ack").
 """
 
 from __future__ import annotations
@@ -68,6 +79,7 @@ class OutcomeStats:
     store_errors: int = 0
     splits: int = 0  # batches split to isolate an outcome that could not be written
     unwritable: int = 0  # outcomes replaced by OutcomeUnwritable, or let go
+    unreplicated: int = 0  # applied, but fewer replicas than replicas_ack confirmed them
 
 
 @dataclass(slots=True)
@@ -124,6 +136,9 @@ class OutcomeWriter(Actor):
             try:
                 applied = await self.store.finish(batch)
                 break
+            except ReplicationTimeout as exc:
+                applied = self._unreplicated(batch, exc)
+                break
             except StoreUnavailable as exc:
                 failures += 1
                 self.stats.store_errors += 1
@@ -151,6 +166,14 @@ class OutcomeWriter(Actor):
                 return
         self.stats.batches += 1
         self._settle(batch, applied)
+
+    def _unreplicated(self, batch: list[Outcome], exc: ReplicationTimeout) -> list[bool]:
+        applied: list[bool] = exc.reply
+        self.stats.unreplicated += applied.count(True)
+        log.warning("%d outcomes applied, but not confirmed by the replicas (%s); jobs "
+                    "such as %s may run again after a failover", applied.count(True), exc,
+                    batch[0].lease.job_id, extra={"job_id": batch[0].lease.job_id})
+        return applied
 
     async def _store_answers(self, batch: list[Outcome]) -> bool:
         try:
@@ -193,6 +216,8 @@ class OutcomeWriter(Actor):
         while True:
             try:
                 return await self.store.finish(batch)
+            except ReplicationTimeout as exc:
+                return self._unreplicated(batch, exc)
             except StoreUnavailable:
                 failures += 1
                 self.stats.store_errors += 1
