@@ -8,13 +8,11 @@ replica itself, to see what would survive a failover to it.
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import hiredis
 import httpx
 import pytest
 import trio
@@ -27,7 +25,8 @@ from asyncendpoints_trio.redis import RedisClient
 from asyncendpoints_trio.stores._protocol import Complete, Lease, NewJob
 from asyncendpoints_trio.stores._redis import RedisStore
 from asyncendpoints_trio.stores._redis_layout import RedisKeys, decode_job
-from tests._redis_sentinel import SentinelGroupServers
+from tests._processes import cli_process
+from tests._redis_replica import PrimaryWithReplica as Pair
 from tests._redis_server import RedisServer
 
 from ..conftest import serving
@@ -36,45 +35,10 @@ TIMEOUT = 0.5  # replicas_timeout: how long a submit may wait for the paused rep
 BOUND = TIMEOUT + 10  # every wait of a test: well past the timeout, never a pass condition
 
 
-class Pair:
-    def __init__(self) -> None:
-        self.primary = RedisServer()
-        # A primary waits 5 s (by default) for more replicas before it streams a snapshot.
-        self.replica = RedisServer(extra_args=(
-            "--replicaof", "127.0.0.1", str(self.primary.port),
-            "--repl-diskless-sync-delay", "0"))
-
-    def start(self) -> None:
-        self.primary.start()
-        self.replica.start()
-        # READY=1 does not wait for the first sync, nor does "state=online" mean that the
-        # replica acknowledges yet: wait until a write's WAIT sees it.
-        SentinelGroupServers._wait(self._acknowledges, "the replica to acknowledge writes")
-
-    def _acknowledges(self) -> bool:
-        with socket.create_connection(("127.0.0.1", self.primary.port), timeout=5) as sock:
-            sock.sendall(hiredis.pack_command(("INCR", "replicas-test:sync")) +
-                         hiredis.pack_command(("WAIT", 1, 100)))
-            reader, replies = hiredis.Reader(), []
-            while len(replies) < 2:
-                reader.feed(sock.recv(4096))
-                while (reply := reader.gets()) is not False:
-                    replies.append(reply)
-        return bool(replies[1] == 1)
-
-    def cleanup(self) -> None:
-        self.replica.cleanup()
-        self.primary.cleanup()
-
-
 @pytest.fixture(scope="module")
 def pair() -> Iterator[Pair]:
-    servers = Pair()
-    try:
-        servers.start()
+    with Pair() as servers:
         yield servers
-    finally:
-        servers.cleanup()
 
 
 @pytest.fixture
@@ -261,3 +225,18 @@ async def test_finish_reports_what_it_applied_when_the_wait_falls_short(
         assert store.statistics()["fenced_writes"] == 1
     finally:
         await store.aclose()
+
+
+async def test_the_cli_options_reach_the_store(pair: Pair, replica: RedisServer) -> None:
+    args = ["serve", "tests.apps.cli_app:app", "--bind", "127.0.0.1:0", "--no-workers",
+            "--redis-url", pair.primary.url, "--queue", f"rp-{uuid.uuid4().hex[:8]}",
+            "--replicas-ack", "1", "--replicas-timeout", str(TIMEOUT)]
+    async with cli_process(args) as service, \
+            httpx.AsyncClient(base_url=service.url, timeout=BOUND) as client:
+        with trio.fail_after(BOUND):
+            assert (await client.post("/slow", json=0.0)).status_code == 202
+        replica.pause()
+        with trio.fail_after(BOUND):
+            refused = await client.post("/slow", json=0.0)
+        assert refused.status_code == 503 and refused.json()["code"] == "ReplicationTimeout"
+        assert "Retry-After" in refused.headers

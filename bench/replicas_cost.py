@@ -1,0 +1,101 @@
+"""What ``replicas_ack=1`` costs W4 and W5, against a primary and one replica on loopback.
+
+    python bench/replicas_cost.py [--reps 3] [--seconds 10] [--n 300]
+
+For every repetition, each row with ``replicas_ack`` 0 and then 1 (interleaved: 0 1, 0 1,
+...), on a fresh primary + replica pair (persistence off, the replica with ``--replicaof``;
+see tests/_redis_replica.py), runs bench/services.py as a subprocess. Rows:
+
+- W4 redis-api: POST -> 202 under wrk -c50, API only: the submit path alone, so the
+  ``WAIT`` after each group commit is all that differs.
+- W4 redis: the same with the workers in the process: outcomes wait for the replica too.
+- W5 redis: one client, POST then GET ?wait= until terminal: the latency of a submit and of
+  an outcome, each followed by a ``WAIT``.
+
+Prints medians over repetitions (min-max) and the ratio of ``replicas_ack=1`` to 0.
+On loopback a replica acknowledges in microseconds: this is the floor of the cost, a
+replica in another zone adds its round trip to every submit and every outcome batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path[:0] = [str(ROOT), str(BENCH)]
+
+from _common import RESULT_PREFIX  # noqa: E402
+
+from tests._redis_replica import PrimaryWithReplica  # noqa: E402
+
+ROWS = (  # (label, services.py arguments, figures: (key, label, higher is better))
+    ("W4 redis-api", ("W4", "--variant", "redis-api"),
+     (("req_per_s", "req/s", True), ("p50_ms", "p50 ms", False), ("p99_ms", "p99 ms", False))),
+    ("W4 redis", ("W4", "--variant", "redis"),
+     (("req_per_s", "req/s", True), ("p50_ms", "p50 ms", False), ("p99_ms", "p99 ms", False))),
+    ("W5 redis", ("W5", "--variant", "redis"),
+     (("p50_ms", "p50 ms", False), ("p99_ms", "p99 ms", False),
+      ("submit_p50_ms", "POST p50 ms", False))),
+)
+
+
+def run_once(args: argparse.Namespace, row: tuple[str, ...], ack: int) -> dict[str, Any]:
+    with PrimaryWithReplica() as pair:
+        argv = [sys.executable, str(BENCH / "services.py"), *row, "--redis-url",
+                pair.primary.url, "--replicas-ack", str(ack), "--seconds", str(args.seconds),
+                "--n", str(args.n)]
+        done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False,
+                              timeout=args.seconds * 3 + 300)
+        info = subprocess.run(["redis-cli", "-p", str(pair.primary.port), "INFO",
+                               "replication"], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(row)} (replicas_ack={ack}) failed:\n{done.stderr[-3000:]}")
+    [line] = [x for x in done.stdout.splitlines() if x.startswith(RESULT_PREFIX)]
+    result: dict[str, Any] = json.loads(line[len(RESULT_PREFIX):])
+    result["replica_online"] = "state=online" in info.stdout
+    return result
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--seconds", type=float, default=10.0, help="W4: wrk duration")
+    p.add_argument("--n", type=int, default=300, help="W5: round trips")
+    args = p.parse_args()
+    results: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for rep in range(args.reps):
+        for label, row, _ in ROWS:
+            for ack in (0, 1):
+                result = run_once(args, row, ack)
+                results.setdefault((label, ack), []).append(result)
+                print(f"rep {rep + 1}: {label} replicas_ack={ack}: {json.dumps(result)}",
+                      file=sys.stderr, flush=True)
+    print(f"replicas_ack cost, {args.reps} reps, median (min-max); ratio = ack 1 / ack 0")
+    for label, _, figures in ROWS:
+        for key, name, _higher in figures:
+            cells = []
+            medians = []
+            for ack in (0, 1):
+                values = [r[key] for r in results[(label, ack)]]
+                medians.append(statistics.median(values))
+                cells.append(f"{medians[-1]:10,.2f} ({min(values):,.2f}-{max(values):,.2f})")
+            ratio = medians[1] / medians[0] if medians[0] else float("nan")
+            print(f"{label:13} {name:12} ack=0 {cells[0]:>28}  ack=1 {cells[1]:>28}  "
+                  f"x{ratio:.2f}")
+        errors = sum(r.get("non_2xx", 0) for ack in (0, 1) for r in results[(label, ack)])
+        if errors:
+            print(f"{label:13} non-2xx answers: {errors}")
+    offline = sum(not r["replica_online"] for rs in results.values() for r in rs)
+    if offline:
+        print(f"warning: the replica was not online after {offline} runs")
+
+
+if __name__ == "__main__":
+    main()
