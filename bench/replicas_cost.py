@@ -12,7 +12,8 @@ see tests/_redis_replica.py), runs bench/services.py as a subprocess. Rows:
 - W5 redis: one client, POST then GET ?wait= until terminal: the latency of a submit and of
   an outcome, each followed by a ``WAIT``.
 
-Prints medians over repetitions (min-max) and the ratio of ``replicas_ack=1`` to 0.
+Prints medians over repetitions (min-max), the ratio of the medians of ``replicas_ack=1``
+to 0, and the median of each repetition's own ratio (its two runs were back to back).
 On loopback a replica acknowledges in microseconds: this is the floor of the cost, a
 replica in another zone adds its round trip to every submit and every outcome batch.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -77,7 +79,8 @@ def main() -> None:
                 results.setdefault((label, ack), []).append(result)
                 print(f"rep {rep + 1}: {label} replicas_ack={ack}: {json.dumps(result)}",
                       file=sys.stderr, flush=True)
-    print(f"replicas_ack cost, {args.reps} reps, median (min-max); ratio = ack 1 / ack 0")
+    print(f"replicas_ack cost, {args.reps} reps, median (min-max); ratio = ack 1 / ack 0; "
+          f"load average at the end {os.getloadavg()[0]:.2f}")
     for label, _, figures in ROWS:
         for key, name, _higher in figures:
             cells = []
@@ -87,8 +90,13 @@ def main() -> None:
                 medians.append(statistics.median(values))
                 cells.append(f"{medians[-1]:10,.2f} ({min(values):,.2f}-{max(values):,.2f})")
             ratio = medians[1] / medians[0] if medians[0] else float("nan")
+            # Each repetition's pair ran back to back: its ratio is the one least moved by
+            # load that drifts over the run (another process on the machine).
+            paired = statistics.median(
+                one[key] / zero[key] for zero, one in zip(results[(label, 0)],
+                                                          results[(label, 1)], strict=True))
             print(f"{label:13} {name:12} ack=0 {cells[0]:>28}  ack=1 {cells[1]:>28}  "
-                  f"x{ratio:.2f}")
+                  f"x{ratio:.2f}  (paired x{paired:.2f})")
         errors = sum(r.get("non_2xx", 0) for ack in (0, 1) for r in results[(label, ack)])
         if errors:
             print(f"{label:13} non-2xx answers: {errors}")
