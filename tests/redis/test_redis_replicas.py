@@ -22,7 +22,8 @@ from asyncendpoints_trio import AsyncContext, AsyncEndpoints, EndpointsConfig, J
 from asyncendpoints_trio._errors import ReplicationTimeout
 from asyncendpoints_trio._job import Job
 from asyncendpoints_trio.redis import RedisClient
-from asyncendpoints_trio.stores._protocol import Complete, Lease, NewJob
+from asyncendpoints_trio.stores._partitions import id_in, partition_of, tags
+from asyncendpoints_trio.stores._protocol import Claimed, Complete, Lease, NewJob, Submitted
 from asyncendpoints_trio.stores._redis import RedisStore
 from asyncendpoints_trio.stores._redis_layout import RedisKeys, decode_job
 from tests._processes import cli_process
@@ -50,9 +51,13 @@ def replica(pair: Pair) -> Iterator[RedisServer]:
         pair.replica.resume()
 
 
-async def read_from(url: str, queue: str, job_id: str) -> Job | None:
+def queue_keys(queue: str, partitions: int = 1) -> list[RedisKeys]:
+    return [RedisKeys.of(tag) for tag in tags(queue, partitions)]
+
+
+async def read_from(url: str, queue: str, job_id: str, partitions: int = 1) -> Job | None:
     """The job as the server at ``url`` holds it (plain reads: a replica runs no writes)."""
-    keys = RedisKeys.of(queue)
+    keys = queue_keys(queue, partitions)[partition_of(job_id, partitions)]
     async with RedisClient.from_url(url) as redis:
         snapshot = await redis.pipeline([("HGET", key, job_id) for key in (
             keys.rec, keys.data, keys.out, keys.err, keys.hist, keys.prog)])
@@ -99,8 +104,10 @@ async def client_of(app: QuartTrio) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def job_count(endpoints: AsyncEndpoints) -> int:
-    async with RedisClient.from_url(endpoints.config.redis_url or "") as redis:
-        return int(await redis.execute("HLEN", RedisKeys.of(endpoints.config.queue).rec))
+    config = endpoints.config
+    async with RedisClient.from_url(config.redis_url or "") as redis:
+        return sum([int(await redis.execute("HLEN", keys.rec))
+                    for keys in queue_keys(config.queue, config.partitions)])
 
 
 async def test_the_202_comes_after_the_replica_has_the_job(pair: Pair) -> None:
@@ -131,9 +138,11 @@ async def test_without_replicas_ack_a_paused_replica_goes_unnoticed(
     assert await read_from(pair.replica.url, endpoints.config.queue, job_id) is not None
 
 
+@pytest.mark.parametrize("partitions", [1, 3])
 async def test_a_submit_the_replica_did_not_confirm_is_503_then_the_same_job(
-        pair: Pair, replica: RedisServer) -> None:
-    app, endpoints = make_app(pair, Gate(), replicas_ack=1, run_workers=False)
+        pair: Pair, replica: RedisServer, partitions: int) -> None:
+    app, endpoints = make_app(pair, Gate(), replicas_ack=1, run_workers=False,
+                              partitions=partitions)
     headers = {"Idempotency-Key": f"k-{uuid.uuid4().hex}"}
     async with client_of(app) as client:
         replica.pause()
@@ -164,7 +173,7 @@ async def test_a_submit_the_replica_did_not_confirm_is_503_then_the_same_job(
         assert accepted.headers.get("Idempotent-Replayed") == "true"
         job_id = accepted.json()["id"]
         assert await job_count(endpoints) == 1  # the same job, never a second
-    on_replica = await read_from(pair.replica.url, endpoints.config.queue, job_id)
+    on_replica = await read_from(pair.replica.url, endpoints.config.queue, job_id, partitions)
     assert on_replica is not None and on_replica.id == job_id
     stats = endpoints.store.statistics()
     assert stats["replication_shortfalls"] == 2
@@ -202,27 +211,38 @@ async def test_an_outcome_the_replica_did_not_confirm_stands(
     assert on_replica is not None and on_replica.status is JobStatus.COMPLETED
 
 
+@pytest.mark.parametrize("partitions", [1, 3])
 async def test_finish_reports_what_it_applied_when_the_wait_falls_short(
-        pair: Pair, replica: RedisServer) -> None:
-    """The store's side of it: ``ReplicationTimeout`` carries the applied flags, a refused
-    (fenced) outcome among them still False."""
+        pair: Pair, replica: RedisServer, partitions: int) -> None:
+    """The store's side of it: ``ReplicationTimeout`` carries the applied flags in the
+    outcomes' order, whatever partitions they were written to, a refused (fenced) outcome
+    among them still False."""
     queue = f"rp-{uuid.uuid4().hex[:8]}"
     store = RedisStore.from_url(pair.primary.url, queue=queue, replicas_ack=1,
-                                replicas_timeout=TIMEOUT)
+                                replicas_timeout=TIMEOUT, partitions=partitions)
     try:
         with trio.fail_after(BOUND):
-            await store.submit([NewJob(id=f"j-{uuid.uuid4().hex}", name="Gated",
-                                       payload=b"{}", max_retries=0)])
-            [claimed] = await store.claim("me", 1, 30.0)
-            stale = Lease(claimed.lease.job_id, claimed.lease.token + 1, "me")
+            # Two jobs in each partition (with 3): one finish call per partition.
+            await store.submit([NewJob(id=id_in(i % partitions, partitions), name="Gated",
+                                       payload=b"{}", max_retries=0) for i in range(6)])
+            claimed: list[Claimed] = []
+            while len(claimed) < 6:
+                claimed += await store.claim("me", 6 - len(claimed), 30.0)
+            stale = Lease(claimed[2].lease.job_id, claimed[2].lease.token + 1, "me")
+            outcomes = [Complete(c.lease, b"1") for c in claimed]
+            outcomes.insert(3, Complete(stale, b"2"))
             replica.pause()
             with pytest.raises(ReplicationTimeout) as caught:
-                await store.finish([Complete(claimed.lease, b"1"), Complete(stale, b"2")])
-        assert caught.value.reply == [True, False]
+                await store.finish(outcomes)
+        # The stale one comes after the right one for its job: refused, the job is done.
+        assert caught.value.reply == [True, True, True, False, True, True, True]
         assert caught.value.acknowledged == 0
-        job = await store.get(claimed.lease.job_id)
-        assert job is not None and job.status is JobStatus.COMPLETED
+        for c in claimed:
+            job = await store.get(c.lease.job_id)
+            assert job is not None and job.status is JobStatus.COMPLETED
         assert store.statistics()["fenced_writes"] == 1
+        assert store.statistics()["replication_shortfalls"] == 1
+        assert len({partition_of(c.lease.job_id, partitions) for c in claimed}) == partitions
     finally:
         await store.aclose()
 
@@ -240,3 +260,28 @@ async def test_the_cli_options_reach_the_store(pair: Pair, replica: RedisServer)
             refused = await client.post("/slow", json=0.0)
         assert refused.status_code == 503 and refused.json()["code"] == "ReplicationTimeout"
         assert "Retry-After" in refused.headers
+
+
+async def test_on_a_cluster_every_shard_written_to_waits_for_its_replica(
+        cluster_url: str) -> None:
+    """Partitions on three primaries with a replica each: a submit and a finish that touch
+    several shards wait on each of them, and pass."""
+    store = RedisStore.from_url(cluster_url, queue=f"rp-{uuid.uuid4().hex[:8]}",
+                                replicas_ack=1, replicas_timeout=5.0, partitions=6)
+    try:
+        with trio.fail_after(BOUND):
+            answers = await store.submit([
+                NewJob(id=id_in(i, 6), name="Gated", payload=b"{}", max_retries=0,
+                       idempotency_key=f"k{i}") for i in range(6)])
+            assert all(isinstance(a, Submitted) and a.created for a in answers), answers
+            again = await store.submit([  # found, not stored: their WAIT is the sync's
+                NewJob(id=id_in(i, 6), name="Gated", payload=b"{}", max_retries=0,
+                       idempotency_key=f"k{i}") for i in range(6)])
+            assert all(isinstance(a, Submitted) and not a.created for a in again), again
+            claimed: list[Claimed] = []
+            while len(claimed) < 6:
+                claimed += await store.claim("me", 6 - len(claimed), 30.0)
+            assert await store.finish([Complete(c.lease, b"1") for c in claimed]) == [True] * 6
+        assert store.statistics()["replication_shortfalls"] == 0
+    finally:
+        await store.aclose()
