@@ -11,6 +11,9 @@ see tests/_redis_replica.py), runs bench/services.py as a subprocess. Rows:
 - W4 redis: the same with the workers in the process: outcomes wait for the replica too.
 - W5 redis: one client, POST then GET ?wait= until terminal: the latency of a submit and of
   an outcome, each followed by a ``WAIT``.
+- store: ``RedisStore`` calls alone, in this process, no HTTP: one job per ``submit``, then
+  one outcome per ``finish``, one call at a time (``--store-n`` of each). The least noisy
+  reading of what ``WAIT`` adds to one round trip.
 
 Prints medians over repetitions (min-max), the ratio of the medians of ``replicas_ack=1``
 to 0, and the median of each repetition's own ratio (its two runs were back to back).
@@ -26,6 +29,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +49,59 @@ ROWS = (  # (label, services.py arguments, figures: (key, label, higher is bette
     ("W5 redis", ("W5", "--variant", "redis"),
      (("p50_ms", "p50 ms", False), ("p99_ms", "p99 ms", False),
       ("submit_p50_ms", "POST p50 ms", False))),
+    ("store", ("store",),
+     (("submit_p50_ms", "submit p50 ms", False), ("submit_p99_ms", "submit p99 ms", False),
+      ("finish_p50_ms", "finish p50 ms", False), ("finish_p99_ms", "finish p99 ms", False))),
 )
 
 
+def store_row(url: str, ack: int, n: int) -> dict[str, Any]:
+    import trio
+
+    from asyncendpoints_trio import NewJob
+    from asyncendpoints_trio.stores._protocol import Claimed, Complete
+    from asyncendpoints_trio.stores._redis import RedisStore
+
+    def ms(samples: list[float]) -> tuple[float, float]:
+        ordered = sorted(samples)
+        return (ordered[len(ordered) // 2] * 1000, ordered[int(len(ordered) * 0.99)] * 1000)
+
+    async def go() -> dict[str, Any]:
+        store = RedisStore.from_url(url, queue=f"cost{ack}", replicas_ack=ack,
+                                    replicas_timeout=5.0)
+        try:
+            submits: list[float] = []
+            for i in range(n + 50):
+                began = time.perf_counter()
+                [answer] = await store.submit([NewJob(f"j{i}", "W", b"{}", 0)])
+                if i >= 50:  # the first ones load scripts and open connections
+                    submits.append(time.perf_counter() - began)
+                assert not isinstance(answer, Exception), answer
+            claimed: list[Claimed] = []
+            while len(claimed) < n + 50:
+                claimed += await store.claim("me", 500, 600.0)
+            finishes: list[float] = []
+            for i, job in enumerate(claimed):
+                began = time.perf_counter()
+                assert await store.finish([Complete(job.lease, b"1")]) == [True]
+                if i >= 50:
+                    finishes.append(time.perf_counter() - began)
+            assert store.statistics()["replication_shortfalls"] == 0
+        finally:
+            await store.aclose()
+        (s50, s99), (f50, f99) = ms(submits), ms(finishes)
+        return {"submit_p50_ms": s50, "submit_p99_ms": s99, "finish_p50_ms": f50,
+                "finish_p99_ms": f99}
+
+    return trio.run(go)
+
+
 def run_once(args: argparse.Namespace, row: tuple[str, ...], ack: int) -> dict[str, Any]:
+    if row == ("store",):
+        with PrimaryWithReplica() as pair:
+            figures = store_row(pair.primary.url, ack, args.store_n)
+        figures["replica_online"] = True
+        return figures
     with PrimaryWithReplica() as pair:
         argv = [sys.executable, str(BENCH / "services.py"), *row, "--redis-url",
                 pair.primary.url, "--replicas-ack", str(ack), "--seconds", str(args.seconds),
@@ -70,10 +123,14 @@ def main() -> None:
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--seconds", type=float, default=10.0, help="W4: wrk duration")
     p.add_argument("--n", type=int, default=300, help="W5: round trips")
+    p.add_argument("--store-n", type=int, default=2000, help="store: calls of each kind")
+    p.add_argument("--rows", default=",".join(label for label, _, _ in ROWS),
+                   help="which rows, by label, comma-separated")
     args = p.parse_args()
     results: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    rows = [r for r in ROWS if r[0] in args.rows.split(",")]
     for rep in range(args.reps):
-        for label, row, _ in ROWS:
+        for label, row, _ in rows:
             for ack in (0, 1):
                 result = run_once(args, row, ack)
                 results.setdefault((label, ack), []).append(result)
@@ -81,7 +138,7 @@ def main() -> None:
                       file=sys.stderr, flush=True)
     print(f"replicas_ack cost, {args.reps} reps, median (min-max); ratio = ack 1 / ack 0; "
           f"load average at the end {os.getloadavg()[0]:.2f}")
-    for label, _, figures in ROWS:
+    for label, _, figures in rows:
         for key, name, _higher in figures:
             cells = []
             medians = []

@@ -8,6 +8,7 @@ poll of a write's ``WAIT``. Synchronous, like ``RedisServer``.
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 import hiredis
 
@@ -32,7 +33,7 @@ class PrimaryWithReplica:
         with socket.create_connection(("127.0.0.1", self.primary.port), timeout=5) as sock:
             sock.sendall(hiredis.pack_command(("INCR", "replica-pair:sync")) +
                          hiredis.pack_command(("WAIT", 1, 100)))
-            reader, replies = hiredis.Reader(), []
+            reader, replies = hiredis.Reader(), list[Any]()
             while len(replies) < 2:
                 data = sock.recv(4096)
                 if not data:
