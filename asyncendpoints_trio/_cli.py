@@ -79,6 +79,19 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _replicas(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return int(text)
+
+
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number of seconds > 0")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -100,6 +113,13 @@ def parser() -> argparse.ArgumentParser:
         p.add_argument("--partitions", type=_count, default=None, metavar="P",
                        help="Redis: spread the queue over P hash tags (Cluster slots); every "
                        "instance of a queue must use the same P (default: the app's, 1)")
+        p.add_argument("--replicas-ack", type=_replicas, default=None, metavar="N",
+                       help="Redis replicas that must confirm a submit before its 202, and "
+                       "an outcome (WAIT); 0: none (default: the app's, 0)")
+        p.add_argument("--replicas-timeout", type=_positive_seconds, default=None,
+                       metavar="SECONDS",
+                       help="how long that WAIT may take; a shortfall answers 503 "
+                       "(default: the app's, 1)")
         p.add_argument("--wait-for-store", type=_seconds, default=0.0, metavar="SECONDS",
                        help="at start, how long to wait for the store to answer; 0 fails at "
                        "once with a message naming it")
@@ -165,6 +185,10 @@ def overrides_of(args: argparse.Namespace) -> dict[str, Any]:
         found["queue"] = args.queue
     if args.partitions is not None:
         found["partitions"] = args.partitions
+    if args.replicas_ack is not None:
+        found["replicas_ack"] = args.replicas_ack
+    if args.replicas_timeout is not None:
+        found["replicas_timeout"] = args.replicas_timeout
     if args.lease_ttl is not None:
         found["lease_ttl"] = args.lease_ttl
     if args.heartbeat is not None:
@@ -202,15 +226,25 @@ def configure(endpoints: AsyncEndpoints, overrides: dict[str, Any]) -> AsyncEndp
             overrides["redis_url"] = os.environ["REDIS_URL"]
         else:
             log.warning("REDIS_URL is set, but this app brings its own store; ignoring it")
-    if {"redis_url", "queue", "partitions"} & overrides.keys() and \
-            not endpoints.store_from_config:
+    if _STORE_OPTIONS.keys() & overrides.keys() and not endpoints.store_from_config:
+        flags = [flag for name, flag in _STORE_OPTIONS.items() if name in overrides]
+        given = flags[0] if len(flags) == 1 else f"{', '.join(flags[:-1])} and {flags[-1]}"
         raise ConfigurationError(
             "this app passes its own store to AsyncEndpoints (or used it at import), so "
-            "--redis-url, --queue and --partitions cannot choose one; drop them, or let the "
-            "app's config choose the store")
+            f"{given} cannot choose one; drop them, or let the app's config choose the store")
     if overrides:
         endpoints.config = dataclasses.replace(endpoints.config, **overrides)
+    if endpoints.store_from_config and not endpoints.config.redis_url and \
+            endpoints.config.replicas_ack > 0:
+        raise ConfigurationError(
+            f"--replicas-ack {endpoints.config.replicas_ack} needs the Redis store: the "
+            "in-memory store has no replicas to wait for; pass --redis-url (or set REDIS_URL)")
     return endpoints
+
+
+# Options that set up the store the config makes (the config's name -> the flag).
+_STORE_OPTIONS = {"redis_url": "--redis-url", "queue": "--queue", "partitions": "--partitions",
+                  "replicas_ack": "--replicas-ack", "replicas_timeout": "--replicas-timeout"}
 
 
 def shares_jobs(endpoints: AsyncEndpoints) -> bool:

@@ -43,6 +43,10 @@ class EndpointsConfig:
     queue: str = "default"  # Redis key space; instances sharing work share a queue name
     # Hash tags (Cluster slots) a Redis queue is spread over; a fleet agrees on one count.
     partitions: int = 1
+    # Replicas that must confirm a submit (before its 202) and an outcome (Redis WAIT);
+    # 0: none, replication stays asynchronous. Redis store only (docs: production).
+    replicas_ack: int = 0
+    replicas_timeout: float = 1.0  # seconds WAIT may take; a shortfall answers 503
     # -- leases -------------------------------------------------------------------------
     lease_ttl: float = 30.0
     heartbeat_interval: float = 10.0
@@ -144,11 +148,14 @@ _NUMBERS: tuple[tuple[str, float, bool, bool], ...] = (
     ("retry_after", 0, True, False),
     ("max_progress_bytes", 1, True, False),
     ("sse_keepalive", 0, False, False),
+    ("replicas_ack", 0, True, False),
+    ("replicas_timeout", 0, False, False),
 )
 _INTEGERS = frozenset({"concurrency", "partitions", "prefetch",
                        "recovery_batch", "max_queued",
                        "submit_batch", "max_body_size", "max_result_bytes", "batch_bytes",
-                       "memory_budget", "retry_after", "max_progress_bytes"})
+                       "memory_budget", "retry_after", "max_progress_bytes",
+                       "replicas_ack"})
 
 
 def _check_number(name: str, value: object, low: float, low_ok: bool, optional: bool) -> None:

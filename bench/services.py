@@ -3,6 +3,7 @@ round trip), W6 (reclaim after ``kill -9``). Run by bench/run.py; by hand:
 
     python bench/services.py W4 --variant bare|memory|redis [--redis-url URL] [--seconds 10]
     python bench/services.py W5 --variant memory|redis [--redis-url URL] [--n 300]
+    (W4, W5: --replicas-ack N serves with that setting; bench/replicas_cost.py uses it)
     python bench/services.py W6 --redis-url URL [--jobs 8] [--lease-ttl 2]
                                 [--recovery-interval SECONDS]
 
@@ -60,7 +61,8 @@ def stop_process(process: subprocess.Popen[Any], grace: float = 15.0) -> None:
 
 
 @contextlib.contextmanager
-def server(variant: str, redis_url: str | None, log: Path) -> Iterator[int]:
+def server(variant: str, redis_url: str | None, log: Path,
+           replicas_ack: int | None = None) -> Iterator[int]:
     """Serve ``bench.http_apps`` (single process) on a free loopback port."""
     port = free_port()
     bind = f"{HOST}:{port}"
@@ -73,6 +75,8 @@ def server(variant: str, redis_url: str | None, log: Path) -> Iterator[int]:
         if variant.startswith("redis"):
             assert redis_url, "--redis-url is required for the redis variants"
             cmd += ["--redis-url", redis_url]
+            if replicas_ack is not None:
+                cmd += ["--replicas-ack", str(replicas_ack)]
         if variant.endswith("-api"):
             # API only: the submit path alone, as the W4 target defines it; the jobs
             # would run on worker instances elsewhere.
@@ -148,7 +152,7 @@ def w4(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         raise SystemExit("W4 needs wrk (apt-get install wrk)")
     lua = tmp / "post.lua"
     lua.write_text(WRK_SCRIPT)
-    with server(args.variant, args.redis_url, tmp / "server.log") as port:
+    with server(args.variant, args.redis_url, tmp / "server.log", args.replicas_ack) as port:
         base = [wrk, "-t1", f"-c{args.connections}", "-s", str(lua), "--latency",
                 f"http://{HOST}:{port}/submit"]
         subprocess.run([*base[:1], "-d2s", *base[1:]], check=True, capture_output=True,
@@ -170,7 +174,7 @@ def w5(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     gets = 0
     synchronous = 0
     prefer = "wait=5" if args.prefer_wait else None
-    with server(args.variant, args.redis_url, tmp / "server.log") as port:
+    with server(args.variant, args.redis_url, tmp / "server.log", args.replicas_ack) as port:
         conn = http.client.HTTPConnection(HOST, port, timeout=30)
         for i in range(args.warmup + args.n):
             start = time.perf_counter()
@@ -301,6 +305,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=10, help="W5: unmeasured round trips")
     p.add_argument("--prefer-wait", action="store_true",
                    help="W5: POST with Prefer: wait=5 (one round trip for a fast job)")
+    p.add_argument("--replicas-ack", type=int, default=None,
+                   help="W4, W5 (redis variants): serve with --replicas-ack N")
     p.add_argument("--jobs", type=int, default=8, help="W6: jobs held by the killed instance")
     p.add_argument("--lease-ttl", type=float, default=2.0, help="W6")
     p.add_argument("--recovery-interval", type=float, default=None,

@@ -108,6 +108,8 @@ class AsyncEndpoints:
         if self._instrumented is None:
             if self._store is None:
                 self._store = make_store(self.config)
+            elif isinstance(self._store, MemoryStore):
+                refuse_replicas_without_redis(self.config)
             if not self.config.metrics:
                 return self._store
             self._instrumented = InstrumentedStore(self._store)
@@ -511,11 +513,21 @@ def make_store(config: EndpointsConfig) -> JobStore:
         from ..stores._redis import RedisStore
 
         return RedisStore.from_url(config.redis_url, queue=config.queue,
-                                   retention=config.retention, partitions=config.partitions)
+                                   retention=config.retention, partitions=config.partitions,
+                                   replicas_ack=config.replicas_ack,
+                                   replicas_timeout=config.replicas_timeout)
     if config.partitions != 1:
         raise ConfigurationError(f"partitions={config.partitions} spreads a Redis queue over "
                                  "hash tags; the in-memory store has none (set redis_url)")
+    refuse_replicas_without_redis(config)
     return MemoryStore(retention=config.retention, max_bytes=config.memory_budget)
+
+
+def refuse_replicas_without_redis(config: EndpointsConfig) -> None:
+    if config.replicas_ack > 0:
+        raise ConfigurationError(
+            f"replicas_ack={config.replicas_ack} needs the Redis store (redis_url): the "
+            "in-memory store has no replicas to wait for; set redis_url, or replicas_ack=0")
 
 
 def endpoints_of(app: Quart) -> AsyncEndpoints:

@@ -14,7 +14,13 @@ import orjson
 from quart import Response, make_response, request
 
 from .._context import Headers
-from .._errors import IdempotencyConflict, NotAccepting, QueueFull, StoreError
+from .._errors import (
+    IdempotencyConflict,
+    NotAccepting,
+    QueueFull,
+    ReplicationTimeout,
+    StoreError,
+)
 from .._job import HttpContext
 from .._job_json import job_to_obj
 from ..stores._protocol import NewJob, Submitted
@@ -85,6 +91,18 @@ def store_down(retry_after: int, exc: Exception) -> Response:
     log.debug("answering 503: %s: %s", type(exc).__name__, exc)
     return unavailable(retry_after, "StoreUnavailable",
                        f"the job store is unavailable; retry in {retry_after}s")
+
+
+def not_replicated(retry_after: int, exc: ReplicationTimeout, keyed: bool) -> Response:
+    """503 for a job the primary stored but too few replicas confirmed (``replicas_ack``):
+    it may not survive a failover, so no 202. It is not undone either: it will run, and a
+    retry with the same idempotency key answers as this job once the replicas have it."""
+    log.warning("answering 503: the submit was not confirmed by the replicas: %s", exc)
+    retry = ("retry with the same idempotency key to get this job's answer" if keyed else
+             "without an idempotency key, a retry submits a second job")
+    return unavailable(retry_after, "ReplicationTimeout",
+                       "the job was stored on the primary, but the replicas did not confirm "
+                       f"it in time, so it might not survive a failover; {retry}")
 
 
 async def answer_of(value: Any) -> Any:
@@ -217,6 +235,8 @@ def make_submit_view(
             return unavailable(config.retry_after, "QueueFull", str(exc))
         except NotAccepting as exc:
             return unavailable(config.retry_after, "NotAccepting", str(exc))
+        except ReplicationTimeout as exc:
+            return not_replicated(config.retry_after, exc, meta.raw_key is not None)
         except StoreError as exc:
             return store_down(config.retry_after, exc)
         return await accepted(endpoints, submitted, parse_prefer(meta.prefer),

@@ -13,13 +13,25 @@ What fails is told apart:
   it will not take (over ``proto-max-bulk-len``), which looks just like a cut link. After
   ``SUSPECT_AFTER`` failures, if the store answers a read, the batch is tried once more at
   once (the outage may just have ended); failing again while reads work, it is treated as
-  below. Not a ``ReplicationTimeout`` (a write applied but not yet replicated, with
-  ``replicas_ack``): reads work then too, and it is retried until the replicas answer.
+  below. Not a ``ReplicationTimeout`` (with ``replicas_ack``, a write the replicas did not
+  confirm in time): reads work then too, and it is never taken for such a write (below).
 - Anything else (an error reply, a result over the server's limits, a bug) will fail the
   same way again. The batch is split in halves until the outcome that fails is alone; only
   that one is replaced by a plain failure of its job (``OutcomeUnwritable``), and if even that
   cannot be written, the job is let go: its lease expires and recovery hands it to a peer.
   One bad outcome never blocks the ones behind it.
+
+With ``replicas_ack``, a third: ``ReplicationTimeout``. From ``RedisStore.finish`` it says
+that the outcomes *were* applied on the primary, and which (its ``reply``, as ``finish``
+would have answered); only fewer replicas than asked confirmed them in time. That is not an
+outage and not a refusal: the batch is settled as applied, never retried (a second write
+would be refused, the lease being gone, and be counted as fenced) and never reported as
+fenced, and the shortfall is logged and counted (``unreplicated``). A ``ReplicationTimeout``
+that does not say what was applied is waited out like an outage, never isolated. Holding the
+leases until the replicas catch up would keep renewing leases the primary no longer has.
+What remains at risk, a failover before the replicas catch up, is at-least-once as without
+replicas: the job is back to running on the new primary under its old lease, which expires
+there, and recovery runs it again (docs/pages/production.md, "replicas_ack").
 """
 
 from __future__ import annotations
@@ -68,6 +80,7 @@ class OutcomeStats:
     store_errors: int = 0
     splits: int = 0  # batches split to isolate an outcome that could not be written
     unwritable: int = 0  # outcomes replaced by OutcomeUnwritable, or let go
+    unreplicated: int = 0  # applied, but fewer replicas than replicas_ack confirmed them
 
 
 @dataclass(slots=True)
@@ -125,6 +138,10 @@ class OutcomeWriter(Actor):
                 applied = await self.store.finish(batch)
                 break
             except StoreUnavailable as exc:
+                flags = self._unreplicated(batch, exc)
+                if flags is not None:
+                    applied = flags
+                    break
                 failures += 1
                 self.stats.store_errors += 1
                 log.log(logging.WARNING if failures == 1 else logging.DEBUG,
@@ -151,6 +168,22 @@ class OutcomeWriter(Actor):
                 return
         self.stats.batches += 1
         self._settle(batch, applied)
+
+    def _unreplicated(self, batch: list[Outcome], exc: Exception) -> list[bool] | None:
+        """For a ``ReplicationTimeout`` that says which outcomes were applied (as
+        ``RedisStore.finish`` does): those flags. ``None`` for any other failure, and for a
+        shortfall that does not say: that one is waited out like an outage."""
+        if not isinstance(exc, ReplicationTimeout):
+            return None
+        applied = exc.reply
+        if not isinstance(applied, list) or len(applied) != len(batch) or \
+                not all(isinstance(flag, bool) for flag in applied):
+            return None
+        self.stats.unreplicated += applied.count(True)
+        log.warning("%d outcomes applied, but not confirmed by the replicas (%s); jobs "
+                    "such as %s may run again after a failover", applied.count(True), exc,
+                    batch[0].lease.job_id, extra={"job_id": batch[0].lease.job_id})
+        return applied
 
     async def _store_answers(self, batch: list[Outcome]) -> bool:
         try:
@@ -193,7 +226,10 @@ class OutcomeWriter(Actor):
         while True:
             try:
                 return await self.store.finish(batch)
-            except StoreUnavailable:
+            except StoreUnavailable as exc:
+                flags = self._unreplicated(batch, exc)
+                if flags is not None:
+                    return flags
                 failures += 1
                 self.stats.store_errors += 1
                 await trio.sleep(backoff_delay(failures, self.backoff_cap))

@@ -138,7 +138,9 @@ class JobStore(Protocol):
         """Store new jobs as ``Queued`` (``Scheduled`` with a ``delay``) in one step, in order.
 
         Per job the answer is ``Submitted``, or the exception for that job alone:
-        ``IdempotencyConflict`` or ``QueueFull``. Store failures raise for the whole batch.
+        ``IdempotencyConflict`` or ``QueueFull``, or ``ReplicationTimeout`` for a job stored
+        (or found) but not confirmed by the replicas a store waits for (its ``reply``: the
+        ``Submitted``). Store failures raise for the whole batch.
         """
         ...
 
@@ -183,7 +185,10 @@ class JobStore(Protocol):
         ...
 
     async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
-        """Apply outcomes in one step; ``False`` where the lease no longer held (fenced)."""
+        """Apply outcomes in one step; ``False`` where the lease no longer held (fenced).
+
+        A store that waits for replicas raises ``ReplicationTimeout`` when they fell short;
+        the outcomes were applied all the same, and its ``reply`` is this list."""
         ...
 
     async def cancel(self, job_id: str) -> Job | None:

@@ -26,11 +26,12 @@ from .._errors import (
     ConfigurationError,
     IdempotencyConflict,
     QueueFull,
+    ReplicationTimeout,
     StoreError,
     StoreUnavailable,
 )
 from .._job import Job, JobStatus
-from ..redis import RedisAPI, Script, open_client
+from ..redis import RedisAPI, ReplicaWait, Script, open_client
 from . import _redis_admin as admin
 from ._admin import Inspected, Instance, InstanceInfo, JobPage, JobQuery, QueueStats, Retried
 from ._feeds import JobFeeds, JobWatch
@@ -91,6 +92,7 @@ _FLAGS = {
     "get": "no-writes,allow-oom",
     "owned": "no-writes,allow-oom",
     "unidle": "allow-oom",
+    "sync": "allow-oom",
     # The admin API's (see _redis_admin.py). A retry is new work: refused under maxmemory.
     "retry": "",
     "inspect": "no-writes,allow-oom",
@@ -144,6 +146,17 @@ def _history_fields(error: Mapping[str, Any]) -> bytes:
     return orjson.dumps({"c": code, "m": message})[1:-1]
 
 
+def replica_wait(replicas_ack: int, replicas_timeout: float) -> ReplicaWait | None:
+    """The ``WAIT`` submits and outcomes ask for; ``None`` for none."""
+    if isinstance(replicas_ack, bool) or not isinstance(replicas_ack, int) or replicas_ack < 0:
+        raise ConfigurationError(f"replicas_ack must be an integer >= 0, not {replicas_ack!r}")
+    if isinstance(replicas_timeout, bool) or not isinstance(replicas_timeout, (int, float)) \
+            or not 0 < replicas_timeout < float("inf"):
+        raise ConfigurationError("replicas_timeout must be a finite number of seconds > 0, "
+                                 f"not {replicas_timeout!r}")
+    return ReplicaWait(replicas_ack, float(replicas_timeout)) if replicas_ack else None
+
+
 def _texts(args: Sequence[str | bytes | int | float]) -> list[str | bytes]:
     return [a if isinstance(a, (bytes, str)) else str(a) for a in args]
 
@@ -180,11 +193,14 @@ class _Waiter:
 
 class RedisStore:
     """``queue`` names the key space (jobs of different queues never meet); ``retention``
-    is how long, in seconds, a finished job stays readable."""
+    is how long, in seconds, a finished job stays readable. ``replicas_ack``: submits and
+    outcomes wait (``WAIT``) until that many replicas have them, for at most
+    ``replicas_timeout`` seconds, else raise ``ReplicationTimeout`` (docs: production)."""
 
     def __init__(self, client: RedisAPI, *, queue: str = "default",
                  retention: float = 3600.0, owns_client: bool = False,
-                 control: RedisAPI | None = None, partitions: int = 1) -> None:
+                 control: RedisAPI | None = None, partitions: int = 1,
+                 replicas_ack: int = 0, replicas_timeout: float = 1.0) -> None:
         """``control``: the client for the runtime's own calls; by default a small pool
         of ``CONTROL_CONNECTIONS`` made from ``client``'s settings, owned by the store.
         ``partitions``: hash tags the queue is spread over (see _partitions.py); every
@@ -196,6 +212,7 @@ class RedisStore:
                 not 1 <= partitions <= MAX_PARTITIONS:
             raise ConfigurationError(f"partitions must be an integer from 1 to "
                                      f"{MAX_PARTITIONS}, not {partitions!r}")
+        self._wait = replica_wait(replicas_ack, replicas_timeout)
         self.client = client
         self.queue = queue
         self.retention = retention
@@ -228,38 +245,57 @@ class RedisStore:
         self._subscribed = False
         self._next_due: float | None = None  # trio time a retry falls due, as last seen
         self._fenced = 0
+        self._shortfalls = 0  # writes that WAIT saw fewer than replicas_ack replicas take
         self._events_seen = 0
         self._bulk_limit: int | None = None
         self.pushed = 0  # jobs an idle wait of ours received by push
 
     @classmethod
     def from_url(cls, url: str, *, queue: str = "default", retention: float = 3600.0,
-                 partitions: int = 1, **client_options: Any) -> RedisStore:
+                 partitions: int = 1, replicas_ack: int = 0, replicas_timeout: float = 1.0,
+                 **client_options: Any) -> RedisStore:
+        replica_wait(replicas_ack, replicas_timeout)  # checked before a client opens
         return cls(open_client(url, **client_options), queue=queue,
-                   retention=retention, owns_client=True, partitions=partitions)
+                   retention=retention, owns_client=True, partitions=partitions,
+                   replicas_ack=replicas_ack, replicas_timeout=replicas_timeout)
+
+    @property
+    def replicas_ack(self) -> int:
+        return 0 if self._wait is None else self._wait.replicas
 
     def _part(self, job_id: str) -> _Part:
         return self._parts[partition_of(job_id, self.partitions)]
 
     async def _run(self, name: str, args: Sequence[str | bytes | int | float],
-                   part: _Part | None = None) -> Any:
+                   part: _Part | None = None, *, wait: ReplicaWait | None = None) -> Any:
         client = self.control if name in _CONTROL else self.client
         return await client.evalsha(self._scripts[name], (part or self._parts[0]).key_list,
-                                    _texts(args))
+                                    _texts(args), wait=wait)
 
     async def _run_each(self, name: str,
                         calls: Sequence[tuple[_Part, Sequence[str | bytes | int | float]]],
-                        ) -> list[Any]:
+                        *, wait: ReplicaWait | None = None) -> list[Any]:
         """One script on several partitions in one round trip per node; a failed call
-        raises (after all have run)."""
-        if len(calls) == 1:
-            return [await self._run(name, calls[0][1], calls[0][0])]
+        raises (after all have run). With ``wait``, a shortfall raises
+        ``ReplicationTimeout`` whose ``reply`` is the list of replies, one per call."""
         client = self.control if name in _CONTROL else self.client
-        replies = await client.evalsha_many([(self._scripts[name], part.key_list, _texts(args))
-                                             for part, args in calls])
+        try:
+            if len(calls) == 1:
+                return [await self._run(name, calls[0][1], calls[0][0], wait=wait)]
+            replies = await client.evalsha_many(
+                [(self._scripts[name], part.key_list, _texts(args)) for part, args in calls],
+                wait=wait)
+        except ReplicationTimeout as exc:
+            replies = [exc.reply] if len(calls) == 1 else exc.reply
+            shortfall: ReplicationTimeout | None = exc
+        else:
+            shortfall = None
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
+        if shortfall is not None:
+            raise ReplicationTimeout(str(shortfall), acknowledged=shortfall.acknowledged,
+                                     reply=replies) from shortfall
         return replies
 
     @property
@@ -290,12 +326,22 @@ class RedisStore:
                          new.fingerprint, new.priority, delay_ms]
             calls.append((self._parts[k], args))
         client = self.client
-        if len(calls) == 1:
-            replies_by_call: list[Any] = [await self._run("submit", calls[0][1], calls[0][0])]
+        shortfall: ReplicationTimeout | None = None
+        try:
+            if len(calls) == 1:
+                replies_by_call: list[Any] = [
+                    await self._run("submit", calls[0][1], calls[0][0], wait=self._wait)]
+            else:
+                replies_by_call = await client.evalsha_many(
+                    [(self._scripts["submit"], part.key_list, _texts(args))
+                     for part, args in calls], wait=self._wait)
+        except ReplicationTimeout as exc:
+            replies_by_call = [exc.reply] if len(calls) == 1 else exc.reply
+            shortfall = exc
         else:
-            replies_by_call = await client.evalsha_many(
-                [(self._scripts["submit"], part.key_list, _texts(args))
-                 for part, args in calls])
+            shortfall = await self._sync(calls, replies_by_call)
+        if shortfall is not None:
+            self._shortfalls += 1
         for k in groups:
             self._claims.woken(k)  # our own claims look there next
         answers: list[Submitted | Exception | None] = [None] * len(jobs)
@@ -309,7 +355,33 @@ class RedisStore:
                     answers[i] = self._submit_answer(new, replies[j], max_queued)
                 except Exception as exc:  # one odd reply is that job's problem alone
                     answers[i] = StoreError(f"unreadable answer for job {new.id}: {exc!r}")
+                if shortfall is not None and isinstance(answers[i], Submitted):
+                    # Stored (or found) on the primary, not confirmed by the replicas: no
+                    # 202. The job stays; a retry with the same idempotency key finds it.
+                    answers[i] = ReplicationTimeout(
+                        str(shortfall), acknowledged=shortfall.acknowledged, reply=answers[i])
         return [a for a in answers if a is not None]
+
+    async def _sync(self, calls: Sequence[tuple[_Part, Sequence[str | bytes | int | float]]],
+                    replies_by_call: Sequence[Any]) -> ReplicationTimeout | None:
+        """A write that changes nothing (lua/sync.lua), then ``WAIT``, in each partition
+        whose submit found its jobs stored already (a retry) and stored none: ``WAIT``
+        covers its own connection's writes only, so that submit's wrote nothing to wait for.
+        The jobs' first writes came before this one in the node's one replication stream:
+        the replicas that have this write have them."""
+        if self._wait is None:
+            return None
+        found = [part for (part, _), replies in zip(calls, replies_by_call, strict=True)
+                 if not isinstance(replies, Exception)
+                 and any(r[0] == SUBMIT_SAME for r in replies)
+                 and not any(r[0] == SUBMIT_NEW for r in replies)]
+        if not found:
+            return None
+        try:
+            await self._run_each("sync", [(part, []) for part in found], wait=self._wait)
+        except ReplicationTimeout as exc:
+            return exc
+        return None
 
     def _placed(self, new: NewJob) -> NewJob:
         """A job whose id we drew moves to its idempotency key's partition (see
@@ -521,7 +593,12 @@ class RedisStore:
                     retry_soonest = (o.retry_delay if retry_soonest is None
                                      else min(retry_soonest, o.retry_delay))
             calls.append((part, args))
-        flags = await self._run_each("finish", calls)
+        shortfall: ReplicationTimeout | None = None
+        try:
+            flags = await self._run_each("finish", calls, wait=self._wait)
+        except ReplicationTimeout as exc:
+            flags, shortfall = exc.reply, exc
+            self._shortfalls += 1
         by_outcome = {id(o): bool(a) for (_, some), replies in zip(groups, flags, strict=True)
                       for o, a in zip(some, replies, strict=True)}
         applied = [by_outcome[id(o)] for o in outcomes]
@@ -532,6 +609,9 @@ class RedisStore:
             if self.partitions > 1:
                 for part, _ in groups:  # a retry of ours may fall due there then
                     self._claims.due(part.index, due)
+        if shortfall is not None:  # applied on the primary all the same: say which
+            raise ReplicationTimeout(str(shortfall), acknowledged=shortfall.acknowledged,
+                                     reply=applied) from shortfall
         return applied
 
     @staticmethod
@@ -869,6 +949,7 @@ class RedisStore:
             "queue": self.queue,
             "partitions": self.partitions,
             "fenced_writes": self._fenced,
+            "replication_shortfalls": self._shortfalls,
             "pushed_jobs": self.pushed,
             "subscribed": self._subscribed,
             "events_seen": self._events_seen,

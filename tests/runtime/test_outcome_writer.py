@@ -189,3 +189,38 @@ async def test_batches_are_bounded_by_bytes(autojump_clock: trio.testing.MockClo
     assert max(store.finish_bytes) <= 100_000 and max(store.submit_bytes) <= 100_000
     assert sum(store.finish_bytes) == 20 * (30_000 + 2)
     assert len([b for b in store.submit_bytes if b]) < 20
+
+
+class _ReplicasFallShort(MemoryStore):
+    """Applies outcomes, then says its replicas did not confirm them (as RedisStore with
+    ``replicas_ack`` does when ``WAIT`` falls short)."""
+
+    finishes = 0
+
+    async def finish(self, outcomes: Sequence[Outcome]) -> list[bool]:
+        self.finishes += 1
+        applied = await super().finish(outcomes)
+        raise ReplicationTimeout("0 of 1 replicas acknowledged the write within 1s",
+                                 acknowledged=0, reply=applied)
+
+
+async def test_an_outcome_the_replicas_did_not_confirm_is_settled_as_applied(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    runs = 0
+
+    async def work(ctx: AsyncContext[str]) -> str:
+        nonlocal runs
+        runs += 1
+        return ctx.request
+
+    store = _ReplicasFallShort()
+    async with running(registry(Work=work), EndpointsConfig(concurrency=1), store) as rt:
+        job = await wait_terminal(rt, (await rt.submit(new("Work", "done"))).job.id)
+        await trio.testing.wait_all_tasks_blocked()  # the writer settles the batch
+        stats = rt.statistics().outcomes
+        assert len(rt.held) == 0 and restarts(rt)["outcomes"] == 0
+    assert job.status is JobStatus.COMPLETED and job.retry_count == 0 and runs == 1
+    assert stats is not None
+    assert (stats.written, stats.unreplicated, stats.fenced, stats.store_errors) == (1, 1, 0, 0)
+    assert store.finishes == 1  # not retried: a second write would be refused as fenced
