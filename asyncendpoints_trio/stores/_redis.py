@@ -496,27 +496,38 @@ class RedisStore:
         """Block on every partition's wake-up list; the one that fires is claimed from
         first. On one server that is one BLPOP of them all; on a cluster, where they live
         on several nodes (and BLPOP may not cross slots), one BLPOP each, the first to
-        return ending the others."""
-        woken: list[bytes] = []
+        return ending the others.
+
+        Ending a BLPOP closes its connection, and a token the server had popped for it by
+        then is lost with the reply: so once one fires, the partitions whose BLPOPs were
+        ended count as woken too (a claim looks there), not only the one that fired. A
+        lost token otherwise left its partition's work unseen here until the idle
+        backstop came round to it (P idle waits; a fleet test at P=6 saw it)."""
+        woken: set[int] = set()
         if self._waits is None:
             popped = await self.control.blocking(
                 "BLPOP", *(part.keys.wake for part in self._parts), timeout=timeout)
             if popped is not None:
-                woken.append(popped[0])
+                woken |= {part.index for part in self._parts
+                          if part.keys.wake.encode() == popped[0]}
         else:
             waits = self._waits
             assert waits is not None
+            ended: set[int] = set()  # BLPOPs that returned, popped or timed out
+
             async with trio.open_nursery() as nursery:
                 async def pop(part: _Part) -> None:
-                    if await waits.blocking("BLPOP", part.keys.wake,
-                                            timeout=timeout) is not None:
-                        woken.append(part.keys.wake.encode())
+                    popped = await waits.blocking("BLPOP", part.keys.wake, timeout=timeout)
+                    ended.add(part.index)
+                    if popped is not None:
+                        woken.add(part.index)
                         nursery.cancel_scope.cancel()
 
                 for part in self._parts:
                     nursery.start_soon(pop, part)
-        self._claims.waited({part.index for part in self._parts
-                             if part.keys.wake.encode() in woken}, trio.current_time())
+            if woken:
+                woken |= {part.index for part in self._parts} - ended
+        self._claims.waited(woken, trio.current_time())
 
     async def _unidle(self, owner: str) -> None:
         with trio.CancelScope(shield=True,
@@ -874,6 +885,8 @@ class RedisStore:
                 left, self._retention_ms, part.done, _RECLAIM_ERROR, _EXPIRED_ERROR,
                 _RECLAIM_MESSAGE], part)
             total = [a + int(b) for a, b in zip(total, counts, strict=True)]
+            if int(counts[0]) or int(counts[2]):  # jobs reclaimed or promoted: queued there
+                self._claims.woken(part.index)
             if int(next_in_ms) >= 0:
                 dues.append(int(next_in_ms))
         reclaimed, failed, promoted, purged = total

@@ -4,14 +4,17 @@ pub/sub for events, idle waits on every node, and the CLI with ``--partitions 6`
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 import trio
 
+from asyncendpoints_trio import NewJob
 from asyncendpoints_trio.redis import ClusterClient
 from asyncendpoints_trio.stores._partitions import partition_of, tags
+from asyncendpoints_trio.stores._protocol import Submitted
 from asyncendpoints_trio.stores._redis import RedisStore
 
 from ..store_contract import StoreContract, new_job, submit_one
@@ -68,6 +71,36 @@ async def test_an_idle_wait_wakes_for_a_submit_on_any_node(store: RedisStore) ->
     the others, whichever node the job went to."""
     ids = await woken_by_submits(store, P * 2)
     assert len({partition_of(job_id, P) for job_id in ids}) > 1
+
+
+async def test_a_wake_up_lost_with_an_ended_blpop_is_not_missed(
+        store: RedisStore, cluster_url: str) -> None:
+    """Once one partition's BLPOP fires, the others' are ended by closing their
+    connections, and a token the server had popped for one by then is lost. Here the
+    loss is certain (a token deleted: popped for a reply nobody reads); the wait that
+    another partition's token ends still points the next claim at it."""
+    other = RedisStore(fast_cluster(cluster_url), queue=store.queue, owns_client=True,
+                       partitions=P)  # another instance: its submits leave our marks be
+    try:
+        assert await store.claim("a", 4, 10.0) == []  # every partition seen empty
+        fired, lost = (await other.submit([chosen_in(0), chosen_in(3)]))
+        assert isinstance(fired, Submitted) and isinstance(lost, Submitted)
+        part = store._parts[3]
+        assert isinstance(store.client, ClusterClient)
+        node = await store.client.node_for(part.keys.wake)
+        assert await node.execute("DEL", part.keys.wake) == 1
+        with trio.fail_after(10):
+            await store.wait_for_work(30.0)  # partition 0's token ends it at once
+        claimed = await store.claim("a", 4, 10.0)
+        assert sorted(c.job.id for c in claimed) == sorted([fired.job.id, lost.job.id])
+    finally:
+        await other.aclose()
+
+
+def chosen_in(partition: int) -> NewJob:
+    while partition_of(job_id := str(uuid.uuid4()), P) != partition:
+        pass
+    return dataclasses.replace(new_job(), id=job_id, id_chosen=True)
 
 
 def _subscribed(store: RedisStore) -> Callable[[], Awaitable[bool]]:

@@ -194,10 +194,6 @@ def server() -> object:
         yield server
 
 
-@on_the_cluster(pytest.mark.xfail(strict=False, reason=(
-    "open: in one CI run of the merged tree (load from 2 cores) the survivor had not run "
-    "the four reclaimed jobs at P=6 within the bound (TooSlowError); green in the helper's "
-    "runs; under investigation (stop 15 note)")))
 async def test_crashed_instance_jobs_complete_on_a_survivor(backend: Backend) -> None:
     async with fleet(backend) as (stack, log, store):
         doomed = await stack.enter_async_context(instance("worker", backend))

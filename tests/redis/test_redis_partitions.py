@@ -148,6 +148,19 @@ async def test_counts_and_recovery_cover_every_partition(store: RedisStore) -> N
     assert {p.index for c in claimed for p in [store._part(c.job.id)]} == set(range(P))
 
 
+async def test_a_sweep_that_requeues_jobs_points_claims_at_their_partition(
+        store: RedisStore) -> None:
+    """The instance whose recovery reclaimed a job claims it next, not after the empty
+    mark its claims left on that partition lapses (0.5 s) or an idle backstop."""
+    job_id = (await submit_one(store, new_job())).job.id
+    assert [c.job.id for c in await store.claim("dead", 1, 0.05)] == [job_id]
+    assert await store.claim("a", 2, 10.0) == []  # every partition is marked empty now
+    with trio.fail_after(10):
+        while not (await store.recover(limit=10)).reclaimed:
+            pass  # the lease's 50 ms (the server's clock) runs out; each sweep a round trip
+    assert [c.job.id for c in await store.claim("a", 2, 10.0)] == [job_id]
+
+
 async def test_leases_of_and_heartbeats_span_partitions(store: RedisStore) -> None:
     ids: set[str] = set()
     while len({partition_of(i, P) for i in ids}) < P:
