@@ -110,10 +110,14 @@ class ReplicationTimeout(StoreUnavailable):
     than asked for within its timeout: it may not survive a failover.
 
     ``reply`` holds the write's own reply (for a batch, every reply in call order), so the
-    caller can tell what was written.
+    caller can tell what was written. ``unconfirmed``: for a batch over several nodes (a
+    cluster), the positions of the calls on the nodes that fell short; ``None``: all of
+    them (one node).
     """
 
-    def __init__(self, message: str, *, acknowledged: int, reply: Any = None) -> None:
+    def __init__(self, message: str, *, acknowledged: int, reply: Any = None,
+                 unconfirmed: frozenset[int] | None = None) -> None:
         super().__init__(message)
         self.acknowledged = acknowledged
         self.reply = reply
+        self.unconfirmed = unconfirmed

@@ -37,7 +37,8 @@ async def scatter(router: ClusterClient, slots: list[int | None], run: GroupRunn
 
     A call whose node failed after the write makes the whole batch raise (after every
     group finished: it is unknown which of them ran). ``ReplicationTimeout`` from any node
-    is raised at the end, carrying every reply.
+    is raised at the end, carrying every reply and the positions of the calls that were
+    on the nodes that fell short (``unconfirmed``).
     """
     replies: list[Any] = [None] * len(slots)
     if not slots:
@@ -47,6 +48,7 @@ async def scatter(router: ClusterClient, slots: list[int | None], run: GroupRunn
     redirected: dict[int, tuple[RedisClient, bool]] = {}
     failures = redirect_rounds = 0
     shortfall: ReplicationTimeout | None = None
+    unconfirmed: set[int] = set()
     unsent: RedisConnectionError | None = None
     while True:  # each round that leaves calls to do was redirected or failed: bounded
         groups: dict[tuple[int, bool], tuple[RedisClient, bool, list[int]]] = {}
@@ -79,6 +81,7 @@ async def scatter(router: ClusterClient, slots: list[int | None], run: GroupRunn
             if isinstance(result, ReplicationTimeout):
                 if shortfall is None or result.acknowledged < shortfall.acknowledged:
                     shortfall = result
+                unconfirmed.update(indices)
                 result = result.reply
             if isinstance(result, RedisConnectionError) and not result.sent:
                 unsent, again = result, True
@@ -123,7 +126,7 @@ async def scatter(router: ClusterClient, slots: list[int | None], run: GroupRunn
             replies[i] = unavailable(reply)
     if shortfall is not None:
         raise ReplicationTimeout(str(shortfall), acknowledged=shortfall.acknowledged,
-                                 reply=replies)
+                                 reply=replies, unconfirmed=frozenset(unconfirmed))
     return replies
 
 

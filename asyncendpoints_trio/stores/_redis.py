@@ -295,7 +295,8 @@ class RedisStore:
                 raise reply
         if shortfall is not None:
             raise ReplicationTimeout(str(shortfall), acknowledged=shortfall.acknowledged,
-                                     reply=replies) from shortfall
+                                     reply=replies,
+                                     unconfirmed=shortfall.unconfirmed) from shortfall
         return replies
 
     @property
@@ -345,7 +346,8 @@ class RedisStore:
         for k in groups:
             self._claims.woken(k)  # our own claims look there next
         answers: list[Submitted | Exception | None] = [None] * len(jobs)
-        for positions, replies in zip(groups.values(), replies_by_call, strict=True):
+        for call, (positions, replies) in enumerate(zip(groups.values(), replies_by_call,
+                                                        strict=True)):
             for j, i in enumerate(positions):
                 new = jobs[i]
                 if isinstance(replies, Exception):
@@ -355,9 +357,11 @@ class RedisStore:
                     answers[i] = self._submit_answer(new, replies[j], max_queued)
                 except Exception as exc:  # one odd reply is that job's problem alone
                     answers[i] = StoreError(f"unreadable answer for job {new.id}: {exc!r}")
-                if shortfall is not None and isinstance(answers[i], Submitted):
+                if shortfall is not None and isinstance(answers[i], Submitted) and (
+                        shortfall.unconfirmed is None or call in shortfall.unconfirmed):
                     # Stored (or found) on the primary, not confirmed by the replicas: no
                     # 202. The job stays; a retry with the same idempotency key finds it.
+                    # (Partitions on nodes whose replicas answered keep their 202s.)
                     answers[i] = ReplicationTimeout(
                         str(shortfall), acknowledged=shortfall.acknowledged, reply=answers[i])
         return [a for a in answers if a is not None]
@@ -371,16 +375,20 @@ class RedisStore:
         the replicas that have this write have them."""
         if self._wait is None:
             return None
-        found = [part for (part, _), replies in zip(calls, replies_by_call, strict=True)
+        found = [call for call, replies in enumerate(replies_by_call)
                  if not isinstance(replies, Exception)
                  and any(r[0] == SUBMIT_SAME for r in replies)
                  and not any(r[0] == SUBMIT_NEW for r in replies)]
         if not found:
             return None
         try:
-            await self._run_each("sync", [(part, []) for part in found], wait=self._wait)
+            await self._run_each("sync", [(calls[call][0], []) for call in found],
+                                 wait=self._wait)
         except ReplicationTimeout as exc:
-            return exc
+            short = (found if exc.unconfirmed is None
+                     else [found[i] for i in exc.unconfirmed])  # as positions in ``calls``
+            return ReplicationTimeout(str(exc), acknowledged=exc.acknowledged,
+                                      reply=exc.reply, unconfirmed=frozenset(short))
         return None
 
     def _placed(self, new: NewJob) -> NewJob:
