@@ -36,7 +36,6 @@ local records, datas, order, priorities, idems, later = {}, {}, {}, {}, {}, {}
 local names, statuses = {}, {}  -- the new jobs', in the order of `records`
 local pushed = {}  -- id -> true: a new job push() leased at once
 local replies = {}
-local formatted = {}  -- an integer argument -> as the record writes it (ms)
 
 local function same(id)
   if taken[id] then
@@ -76,7 +75,7 @@ for i = 0, n - 1 do
   else
     local name = string.match(data, '^([^%z]*)')
     -- The record, as enc() would write it for a new job, in one concatenation: no table
-    -- per job, and each distinct max_retries and priority formatted once per batch.
+    -- per job (ms() formats each distinct max_retries and priority once per run).
     local st, du = 'Queued', ''
     if delay > 0 then
       st, du = 'Scheduled', ms(STAMP + delay * 1000)
@@ -87,11 +86,8 @@ for i = 0, n - 1 do
       priorities[#priorities + 1] = priority
       queued = queued + 1
     end
-    local mxs, prs = formatted[mx], formatted[ARGV[b + 5]]
-    if not mxs then mxs = ms(tonumber(mx)); formatted[mx] = mxs end
-    if not prs then prs = ms(priority); formatted[ARGV[b + 5]] = prs end
-    local record = st .. '|0|0|' .. mxs .. '|0|' .. stamp .. '|||' .. stamp .. '||' .. prs ..
-                   '|' .. du .. '|1|' .. name .. '\0' .. idem
+    local record = st .. '|0|0|' .. ms(tonumber(mx)) .. '|0|' .. stamp .. '|||' .. stamp ..
+                   '||' .. ms(priority) .. '|' .. du .. '|1|' .. name .. '\0' .. idem
     records[#records + 1] = id
     records[#records + 1] = record
     datas[#datas + 1] = id
