@@ -25,7 +25,7 @@ from asyncendpoints_trio.redis import RedisClient
 from asyncendpoints_trio.stores._partitions import id_in, partition_of, tags
 from asyncendpoints_trio.stores._protocol import Claimed, Complete, Lease, NewJob, Submitted
 from asyncendpoints_trio.stores._redis import RedisStore
-from asyncendpoints_trio.stores._redis_layout import RedisKeys, decode_job
+from asyncendpoints_trio.stores._redis_layout import SUBMIT_NEW, SUBMIT_SAME, RedisKeys, decode_job
 from tests._processes import cli_process
 from tests._redis_replica import PrimaryWithReplica as Pair
 from tests._redis_server import RedisServer
@@ -285,3 +285,30 @@ async def test_on_a_cluster_every_shard_written_to_waits_for_its_replica(
         assert store.statistics()["replication_shortfalls"] == 0
     finally:
         await store.aclose()
+
+
+async def test_a_sync_shortfall_names_the_submit_calls_it_stood_for(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A retry's sync writes run only in the partitions whose submit found every job
+    stored (here calls 1 and 3 of 4); a shortfall on the node of the second of them is
+    call 3's, not call 1's: the positions among the sync calls are mapped back to the
+    submit's, so only that call's jobs lose their 202. (The cluster tests cannot make one
+    node fall short during a sync alone: a connection that wrote unreplicated jobs falls
+    short in the submit's own WAIT first.) No server: the scripts are not run."""
+    store = RedisStore(RedisClient.from_url("redis://127.0.0.1:9/0"), partitions=4,
+                       replicas_ack=1, owns_client=True)
+
+    async def sync_falls_short_second(name: str, calls: Any, *, wait: Any = None) -> Any:
+        assert name == "sync" and [part.index for part, _ in calls] == [1, 3]
+        raise ReplicationTimeout("short", acknowledged=0, reply=[1, 1],
+                                 unconfirmed=frozenset({1}))
+
+    monkeypatch.setattr(store, "_run_each", sync_falls_short_second)
+    calls = [(part, []) for part in store._parts]
+    replies = [[[SUBMIT_NEW]], [[SUBMIT_SAME]], [[SUBMIT_NEW], [SUBMIT_SAME]], [[SUBMIT_SAME]]]
+    try:
+        with trio.fail_after(BOUND):
+            shortfall = await store._sync(calls, replies)
+    finally:
+        await store.aclose()
+    assert shortfall is not None and shortfall.unconfirmed == {3}
